@@ -1,0 +1,165 @@
+"""Model files: safetensors with JSON metadata; ``.pth`` only ever read with ``weights_only=True``.
+
+A file written by :func:`save` holds the state dict of the network (tuner included) and, under the
+safetensors metadata key ``"ftn"``, a JSON object::
+
+    {"format": "ftn/1", "arch": "adafm_net", "arch_options": {...},
+     "method": "ftn", "method_options": {"groups": 16, ...}, "targets": ["conv_first", ...],
+     "task": "denoise", "levels": [{"sigma": 20}, {"sigma": 80}], ...user metadata}
+
+so :func:`load` rebuilds the architecture, re-attaches the method to the same layers and loads the
+tensors, with no pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from .archs import ARCHS, build_arch
+from .methods import METHODS, TunableLayer, TunableModel, attach
+
+__all__ = ["save", "load", "read_metadata", "read_state_dict", "FORMAT"]
+
+FORMAT = "ftn/1"
+_RESERVED = {"format", "arch", "arch_options", "method", "method_options", "targets", "allow_extrapolation"}
+
+
+def _json_ready(value: Any, key: str) -> Any:
+    try:
+        json.dumps(value)
+    except TypeError as err:
+        raise TypeError(f"metadata {key!r} is not JSON-serialisable: {err}") from None
+    return value
+
+
+def save(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> None:
+    """Write ``model`` (tunable or plain) to a safetensors file with its metadata, atomically.
+
+    Keyword arguments become metadata (``task="denoise"``, ``levels=[{"sigma": 20}, {"sigma": 80}]``,
+    ...) and override what the model already carries in ``model.metadata``.
+    """
+    clash = _RESERVED & set(metadata)
+    if clash:
+        raise ValueError(f"metadata keys {sorted(clash)} are written by ftn itself")
+    meta: dict[str, Any] = {}
+    meta.update(getattr(model, "metadata", {}) or {})
+    meta.update({k: _json_ready(v, k) for k, v in metadata.items()})
+
+    network = model.model if isinstance(model, TunableModel) else model
+    architecture = network.base if isinstance(network, TunableLayer) else network
+    meta["format"] = FORMAT
+    meta["arch"] = getattr(architecture, "arch_name", None)
+    meta["arch_options"] = getattr(architecture, "arch_options", None)
+    if isinstance(model, TunableModel):
+        meta["method"] = model.method
+        meta["method_options"] = model.options
+        meta["targets"] = model.target_names
+        meta["allow_extrapolation"] = model.control.allow_extrapolation
+    tensors = {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"ftn": json.dumps(meta)})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``ftn`` metadata of a safetensors file ({} when it has none)."""
+    with safe_open(str(path), framework="pt") as f:
+        raw = (f.metadata() or {}).get("ftn")
+    if raw is None:
+        return {}
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: the 'ftn' metadata is not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: the 'ftn' metadata must be a JSON object")
+    return meta
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Tensors of a ``.safetensors`` file, or of a ``.pth``/``.pt`` read with ``weights_only=True``."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle.UnpicklingError and friends: refuse, never fall back
+        raise ValueError(
+            f"{path}: refused to load: it is not a plain tensor checkpoint ({type(err).__name__}). "
+            "ftn reads .pth files with weights_only=True only; convert it to safetensors with trusted code"
+        ) from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    return obj
+
+
+def load(path: str | os.PathLike, *, model: nn.Module | None = None) -> nn.Module:
+    """Load a file written by :func:`save`.
+
+    Returns a :class:`TunableModel` when the file holds a method, else the plain network. The
+    architecture is rebuilt from the metadata; for a network that is not in ``ftn.ARCHS``, pass an
+    instance of it as ``model``. The file's metadata is available as ``result.metadata``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    meta = read_metadata(path)
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an ftn model file (metadata format {meta.get('format')!r}, expected {FORMAT!r})")
+    if model is None:
+        arch = meta.get("arch")
+        if arch not in ARCHS:
+            raise ValueError(
+                f"{path}: architecture {arch!r} is not one of ftn's {sorted(ARCHS)}; "
+                "pass an instance of the network as load(path, model=...)"
+            )
+        model = build_arch(arch, **(meta.get("arch_options") or {}))
+    result: nn.Module = model
+    method = meta.get("method")
+    if method is not None:
+        if method not in METHODS:
+            raise ValueError(f"{path}: unknown method {method!r}; this ftn knows {sorted(METHODS)}")
+        result = attach(
+            model,
+            method,
+            targets=list(meta.get("targets") or []) or None,
+            allow_extrapolation=bool(meta.get("allow_extrapolation", False)),
+            **(meta.get("method_options") or {}),
+        )
+    network = result.model if isinstance(result, TunableModel) else result
+    state = read_state_dict(path)
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong_shape:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        if wrong_shape:
+            k = wrong_shape[0]
+            parts.append(f"shape of {k!r} is {tuple(state[k].shape)}, the network has {tuple(expected[k].shape)}")
+        raise ValueError(f"{path}: tensors do not fit the network: " + "; ".join(parts))
+    network.load_state_dict(state, strict=True)
+    result.metadata = {k: v for k, v in meta.items() if k not in _RESERVED}
+    return result

@@ -1,0 +1,378 @@
+"""The contract every tuning method follows, and the machinery they share.
+
+A method is a plug-in over any ``nn.Module``: :func:`ftn.attach` finds the target modules (every
+``nn.Conv2d`` by default, or blocks), and swaps each for a :class:`TunableLayer` that keeps the
+original module as ``.base`` and adds the method's tuner next to it. All layers of one model read the
+same :class:`~ftn.control.Control`, so a single ``set_alpha`` moves the whole network.
+
+The base network's parameters are those under ``.base``; everything else a layer owns is the tuner
+(stage 2 trains only the tuner). Methods never import architectures.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from ..control import AlphaLike, Control
+
+__all__ = [
+    "Capabilities",
+    "MethodSpec",
+    "TunableLayer",
+    "TunableModel",
+    "KernelCache",
+    "ExportNotSupported",
+    "conv_with_two_kernels",
+    "select_targets",
+]
+
+
+class ExportNotSupported(NotImplementedError):
+    """Raised by ``export`` for methods whose fixed-alpha model is not a plain base network."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a method (with given options) can do."""
+
+    exact_export: bool  # export(alpha) gives a plain base network with identical output
+    per_pixel: bool  # accepts a (B, 1, H, W) alpha map
+    per_sample: bool  # accepts a (B,) alpha
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method: how to build its layers and what it can do."""
+
+    name: str
+    config_class: type  # a dataclass of the method's options
+    make_layer: Callable[[nn.Module, Any], "TunableLayer"]  # (target module, config) -> layer
+    default_targets: str  # "conv" (every nn.Conv2d), "blocks" (model.block_pattern), "tensors"
+    capabilities: Callable[[Any], Capabilities]  # config -> capabilities
+    summary: str
+
+    def config(self, **options: Any) -> Any:
+        """Build the method's config, naming any unknown option."""
+        names = {f.name for f in dataclasses.fields(self.config_class)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise TypeError(
+                f"unknown option(s) {unknown} for method {self.name!r}; it takes {sorted(names)}"
+            )
+        return self.config_class(**options)
+
+
+class KernelCache:
+    """Remembers a tensor computed from some parameters at one alpha.
+
+    The fixed-alpha fast path: blended kernels are computed once and reused by every forward (tiles,
+    batches, frames) until alpha or any input tensor changes. Changes are seen through the tensors'
+    version counters, which every in-place update (optimiser steps, ``load_state_dict``) bumps.
+    While autograd records (training), nothing is cached so gradients flow.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._value: Any = None
+
+    def get(self, alpha: float, inputs: Sequence[Tensor], compute: Callable[[], Any]) -> Any:
+        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+            return compute()
+        key = (alpha,) + tuple((id(t), t._version, t.device, t.dtype) for t in inputs)
+        if key != self._key:
+            # Computed outside inference mode so the cached tensors stay usable everywhere.
+            with torch.inference_mode(False), torch.no_grad():
+                self._value = compute()
+            self._key = key
+        return self._value
+
+    def clear(self) -> None:
+        self._key, self._value = None, None
+
+
+def conv_with_two_kernels(conv: nn.Conv2d, x: Tensor, w1: Tensor, w2: Tensor) -> tuple[Tensor, Tensor]:
+    """``(x * w1, x * w2)`` without bias, as ONE convolution with the kernels stacked on the output axis.
+
+    For a grouped conv the two kernels are interleaved per group so that the stacked kernel still
+    has the group structure.
+    """
+    g = conv.groups
+    c_out = w1.shape[0]
+    stacked = torch.stack([w1.unflatten(0, (g, c_out // g)), w2.unflatten(0, (g, c_out // g))], dim=1)
+    y = conv._conv_forward(x, stacked.flatten(0, 2), None)  # (B, g*2*c_out/g, H, W)
+    y = y.unflatten(1, (g, 2, c_out // g))
+    return y[:, :, 0].flatten(1, 2), y[:, :, 1].flatten(1, 2)
+
+
+class TunableLayer(nn.Module):
+    """Base class of the layers a method puts in place of a target module.
+
+    Subclasses keep the original module as ``self.base`` and implement :meth:`forward` reading
+    ``self.control``; exportable methods implement :meth:`export_module`.
+    """
+
+    base: nn.Module
+
+    def __init__(self, base: nn.Module) -> None:
+        super().__init__()
+        self.base = base
+        # A plain attribute (not a submodule): shared by all layers, set by TunableModel.
+        self.control: Control = Control()
+
+    def tuner_parameters(self) -> Iterator[nn.Parameter]:
+        """This layer's own tuner parameters (not those of nested layers or of the base)."""
+        for name, param in self.named_parameters(recurse=False):
+            yield param
+        for name, child in self.named_children():
+            if name != "base":
+                yield from child.parameters()
+
+    def export_module(self, alpha: float) -> nn.Module:
+        """A plain module equivalent to this layer at ``alpha`` (may reuse ``self.base``'s storage)."""
+        raise ExportNotSupported(f"{type(self).__name__} cannot be exported to a plain module")
+
+
+def _is_type_list(targets: Any) -> bool:
+    return isinstance(targets, (list, tuple)) and len(targets) > 0 and all(isinstance(t, type) for t in targets)
+
+
+def select_targets(
+    model: nn.Module,
+    targets: str | Sequence[str] | Sequence[type] | None,
+    exclude: str | Sequence[str] | None,
+    default: str,
+    method: str,
+) -> list[str]:
+    """Qualified names of the modules a method attaches to, outermost first, none nested in another.
+
+    ``targets``: None (the method's default), a regex matched in full against qualified names, a list
+    of exact names, or a list of module types. ``exclude``: a regex or a list of exact names.
+    """
+    modules = dict(model.named_modules())
+    inside_layers = [n for n, m in modules.items() if isinstance(m, TunableLayer)]
+    # Modules already inside a tunable layer (its base or tuner) are never targets again.
+    modules = {
+        n: m for n, m in modules.items() if not any(n.startswith(p + ".") if p else n != "" for p in inside_layers)
+    }
+    if targets is None:
+        if default == "conv":
+            chosen = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
+        elif default == "blocks":
+            pattern = getattr(model, "block_pattern", None)
+            if not pattern:
+                raise ValueError(
+                    f"method {method!r} attaches to blocks, and {type(model).__name__} does not declare "
+                    "a `block_pattern`; pass targets=r'regex of block names' (e.g. r'body\\.\\d+')"
+                )
+            chosen = [n for n in modules if re.fullmatch(pattern, n)]
+        elif default == "tensors":
+            chosen = [
+                n
+                for n, m in modules.items()
+                if not isinstance(m, TunableLayer)
+                and (any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False)))
+            ]
+        else:  # pragma: no cover - programming error in a MethodSpec
+            raise AssertionError(default)
+    elif isinstance(targets, str):
+        chosen = [n for n in modules if re.fullmatch(targets, n)]
+    elif _is_type_list(targets):
+        chosen = [n for n, m in modules.items() if isinstance(m, tuple(targets))]
+    elif isinstance(targets, (list, tuple)) and all(isinstance(t, str) for t in targets):
+        missing = [t for t in targets if t not in modules]
+        if missing:
+            raise ValueError(f"targets name modules that do not exist: {missing}")
+        chosen = list(targets)
+    else:
+        raise TypeError("targets must be None, a regex string, a list of module names or a list of module types")
+
+    if default == "conv" and not (isinstance(targets, (list, tuple)) and all(isinstance(t, str) for t in targets)):
+        # A regex or type list selects the convs among what it matches; explicit names are checked by attach.
+        chosen = [n for n in chosen if isinstance(modules[n], nn.Conv2d)]
+    if exclude is not None:
+        if isinstance(exclude, str):
+            chosen = [n for n in chosen if not re.fullmatch(exclude, n)]
+        else:
+            excluded = set(exclude)
+            chosen = [n for n in chosen if n not in excluded]
+    chosen = [n for n in chosen if not isinstance(modules[n], TunableLayer)]
+    if not chosen:
+        raise ValueError(
+            f"method {method!r} found no target modules in {type(model).__name__} "
+            f"(targets={targets!r}, exclude={exclude!r}); check the names with model.named_modules()"
+        )
+    if default != "tensors":
+        # Drop modules nested inside another chosen module: a block is tuned once, as a whole.
+        chosen_set = sorted(chosen, key=lambda n: n.count(".") if n else -1)
+        kept: list[str] = []
+        for name in chosen_set:
+            if not any(name == k or (k == "" or name.startswith(k + ".")) for k in kept):
+                kept.append(name)
+        order = {n: i for i, n in enumerate(modules)}
+        chosen = sorted(kept, key=order.__getitem__)
+    return chosen
+
+
+def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, new)
+
+
+class TunableModel(nn.Module):
+    """A base network with a tuning method attached: one network for every level in between.
+
+    ``model(x)`` runs at the current alpha; ``model(x, alpha=a)`` at another one for that call.
+    Build it with :func:`ftn.attach`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: MethodSpec,
+        config: Any,
+        target_names: list[str],
+        *,
+        alpha: AlphaLike = 0.0,
+        allow_extrapolation: bool = False,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.config = config
+        self.target_names = list(target_names)
+        self.control = Control(alpha, allow_extrapolation=allow_extrapolation)
+        self.model = model  # replaced below where the root itself is a target
+        # Innermost first, so that an outer layer (DNI on a module with its own tensors) wraps the
+        # already-converted inner ones.
+        for name in sorted(target_names, key=lambda n: -n.count(".") if n else 1):
+            module = self.model.get_submodule(name) if name else self.model
+            layer = spec.make_layer(module, config)
+            layer.control = self.control
+            if name:
+                _replace(self.model, name, layer)
+            else:
+                self.model = layer
+
+    # -- the public surface ----------------------------------------------------------------------
+    @property
+    def method(self) -> str:
+        return self.spec.name
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.spec.capabilities(self.config)
+
+    @property
+    def current_alpha(self) -> float | Tensor:
+        return self.control.value
+
+    def tunable_layers(self) -> Iterator[tuple[str, TunableLayer]]:
+        for name, module in self.model.named_modules():
+            if isinstance(module, TunableLayer):
+                yield name, module
+
+    def set_alpha(self, alpha: AlphaLike) -> "TunableModel":
+        """Set the level for the following forwards: a float, a (B,) tensor or a (B, 1, H, W) map."""
+        self._check_kind(alpha)
+        self.control.set(alpha)
+        return self
+
+    @contextmanager
+    def alpha(self, alpha: AlphaLike) -> Iterator["TunableModel"]:
+        """Run a block at another alpha, restoring the previous one afterwards."""
+        previous = self.control.value
+        self.set_alpha(alpha)
+        try:
+            yield self
+        finally:
+            self.control.set(previous)
+
+    def forward(self, *args: Any, alpha: AlphaLike | None = None, **kwargs: Any) -> Any:
+        if alpha is None:
+            return self.model(*args, **kwargs)
+        with self.alpha(alpha):
+            return self.model(*args, **kwargs)
+
+    def tuner_parameters(self) -> list[nn.Parameter]:
+        """The parameters stage 2 trains (the method's own); the base network's are excluded."""
+        seen: set[int] = set()
+        params = []
+        for _, layer in self.tunable_layers():
+            for p in layer.tuner_parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    params.append(p)
+        return params
+
+    def base_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the base network (everything that is not tuner)."""
+        tuner = {id(p) for p in self.tuner_parameters()}
+        return [p for p in self.parameters() if id(p) not in tuner]
+
+    def freeze_base(self) -> "TunableModel":
+        """Stage 2 set-up: base parameters frozen, tuner parameters trainable."""
+        for p in self.base_parameters():
+            p.requires_grad_(False)
+        for p in self.tuner_parameters():
+            p.requires_grad_(True)
+        return self
+
+    def export(self, alpha: float) -> nn.Module:
+        """A plain model of the base architecture with the weights of level ``alpha`` baked in.
+
+        Only for methods with ``capabilities.exact_export``; the others raise
+        :class:`ExportNotSupported` with the reason.
+        """
+        if not self.capabilities.exact_export:
+            raise ExportNotSupported(
+                f"method {self.method!r} with options {self.options} changes the network's structure, "
+                "so no plain base network reproduces it at a fixed alpha; use the tunable model itself"
+            )
+        value = Control(alpha, allow_extrapolation=self.control.allow_extrapolation).value
+        if not isinstance(value, float):
+            raise TypeError("export takes one alpha (a number); per-pixel maps cannot be baked into weights")
+        plain = copy.deepcopy(self.model)
+        layers = [(n, m) for n, m in plain.named_modules() if isinstance(m, TunableLayer)]
+        for name, layer in sorted(layers, key=lambda item: -item[0].count(".") if item[0] else 1):
+            with torch.no_grad():
+                baked = layer.export_module(value)
+            if name:
+                _replace(plain, name, baked)
+            else:
+                plain = baked
+        return plain
+
+    def extra_repr(self) -> str:
+        return f"method={self.method!r}, options={self.options}, layers={len(self.target_names)}"
+
+    def _check_kind(self, alpha: AlphaLike) -> None:
+        caps = self.capabilities
+        if isinstance(alpha, Tensor) and alpha.dim() == 4 and not caps.per_pixel:
+            raise ValueError(f"method {self.method!r} does not take per-pixel alpha maps")
+        if isinstance(alpha, Tensor) and alpha.dim() == 1 and not caps.per_sample:
+            raise ValueError(f"method {self.method!r} does not take per-sample alphas")
+
+
+def output_channels(module: nn.Module) -> int:
+    """Channels a block outputs, read from its last conv (pass ``channels=`` where that is wrong)."""
+    if isinstance(module, nn.Conv2d):
+        return module.out_channels
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(
+            f"cannot tell how many channels {type(module).__name__} outputs (it has no Conv2d); pass channels=N"
+        )
+    return convs[-1].out_channels

@@ -1,0 +1,111 @@
+r"""Deep Network Interpolation (Wang, Yu, Dong, Tang, Loy; CVPR 2019).
+
+Fine-tune a full copy of the base network at level 2, then interpolate *every* tensor::
+
+    theta(alpha) = (1 - alpha) theta^(1) + alpha theta^(2)
+
+weights, biases, norm parameters and buffers alike. Here the level-2 copy lives beside each module
+that owns tensors (conv, norm, PReLU, ...), as its tuner; it starts equal to the base, so the model is
+unchanged until stage 2 trains it.
+
+Per-pixel control uses Eq. 3's identity layer by layer: ``(1 - A) . m(x; theta1) + A . m(x; theta2)``.
+This equals per-pixel parameter interpolation for every layer that is linear in its parameters
+(conv, linear, PReLU, affine norms); for a BatchNorm in eval mode (non-linear in its running
+variance) it is an approximation. At a fixed alpha the interpolated tensors are computed once and
+reused, so the network costs what the plain network costs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+from torch.func import functional_call
+
+from .base import Capabilities, KernelCache, MethodSpec, TunableLayer
+
+__all__ = ["DNIConfig", "DNILayer", "SPEC"]
+
+
+@dataclass
+class DNIConfig:
+    """DNI has no options: every tensor of the targets is interpolated."""
+
+
+class DNILayer(TunableLayer):
+    """A module with a second, level-2 copy of its own (direct) parameters and buffers."""
+
+    def __init__(self, base: nn.Module, config: DNIConfig) -> None:
+        super().__init__(base)
+        self.level2 = nn.ParameterDict()
+        self._buffer_names: list[str] = []
+        for name, param in base.named_parameters(recurse=False):
+            self.level2[name] = nn.Parameter(param.detach().clone())
+        for name, buf in base.named_buffers(recurse=False):
+            if buf is None:
+                continue
+            self.register_buffer(f"level2_{name}", buf.detach().clone())
+            self._buffer_names.append(name)
+        self._cache = KernelCache()
+
+    def _level1(self) -> dict[str, Tensor]:
+        tensors = dict(self.base.named_parameters(recurse=False))
+        tensors.update({n: getattr(self.base, n) for n in self._buffer_names})
+        return tensors
+
+    def _level2(self) -> dict[str, Tensor]:
+        tensors: dict[str, Tensor] = dict(self.level2.items())
+        tensors.update({n: getattr(self, f"level2_{n}") for n in self._buffer_names})
+        return tensors
+
+    def tensors_at(self, alpha: float) -> dict[str, Tensor]:
+        """Every direct tensor interpolated at alpha (integer buffers such as counters: level 1's)."""
+        t1, t2 = self._level1(), self._level2()
+        out = {}
+        for name, a in t1.items():
+            b = t2[name]
+            out[name] = torch.lerp(a, b, alpha) if a.is_floating_point() else a
+        return out
+
+    def _run(self, x: tuple, tensors: dict[str, Tensor], kwargs: dict) -> Tensor:
+        return functional_call(self.base, tensors, x, kwargs, strict=False)
+
+    def forward(self, *x: Tensor, **kwargs) -> Tensor:
+        alpha = self.control.value
+        if isinstance(alpha, float):
+            if alpha == 0.0:
+                return self.base(*x, **kwargs)
+            if alpha == 1.0:
+                return self._run(x, self._level2(), kwargs)
+            inputs = list(self._level1().values()) + list(self._level2().values())
+            tensors = self._cache.get(alpha, inputs, lambda: self.tensors_at(alpha))
+            return self._run(x, tensors, kwargs)
+        y1 = self.base(*x, **kwargs)
+        y2 = self._run(x, self._level2(), kwargs)
+        return torch.lerp(y1, y2, self.control.for_output(y1))
+
+    def export_module(self, alpha: float) -> nn.Module:
+        module = self.base
+        for name, value in self.tensors_at(alpha).items():
+            current = getattr(module, name)
+            if isinstance(current, nn.Parameter):
+                setattr(module, name, nn.Parameter(value.detach().clone(), requires_grad=current.requires_grad))
+            else:
+                setattr(module, name, value.detach().clone())
+        return module
+
+
+def _capabilities(config: DNIConfig) -> Capabilities:
+    return Capabilities(exact_export=True, per_pixel=True, per_sample=True)
+
+
+SPEC = MethodSpec(
+    name="dni",
+    config_class=DNIConfig,
+    make_layer=DNILayer,
+    default_targets="tensors",
+    capabilities=_capabilities,
+    summary="Deep Network Interpolation: a fine-tuned copy of every tensor, interpolated linearly",
+)

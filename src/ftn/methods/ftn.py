@@ -1,0 +1,174 @@
+r"""Filter Transition Networks (Lee, Kim, Son, Baek, Cheon, Lee; AAAI 2021).
+
+"Smoother Network Tuning and Interpolation for Continuous-level Image Processing."
+
+The idea in one line: instead of changing feature maps, learn a small network that changes the
+*filters*. A main network is trained for level 1 (e.g. noise sigma 20). Its conv kernels ``f`` are then
+frozen, and a Filter Transition Network per conv layer learns the kernels of level 2 from those of
+level 1, ``FTN(f) ~ f^(2)``. At run time the kernels are interpolated (Eq. 1)::
+
+    Y_i = X_i * ( (1 - alpha) f_i  +  alpha FTN(f_i) )                                   (1)
+
+alpha = 0 is level 1, alpha = 1 is level 2; in between the transition is smooth because FTN(f) stays
+close to f. Stage 2 trains FTN alone at alpha = 1 (Eq. 2: ``Y_i = X_i * FTN(f_i)``).
+
+The FTN itself (paper, "Filter Transition Networks"): two 1x1 convolutions with G groups, PReLU
+activations, and a skip connection with a weighted sum. It is applied to the kernel, not to images:
+the kernel of shape (C_out, C_in, k, k) is fed as a batch of C_in items with **C_out channels** on a
+k x k grid (this layout reproduces the parameter counts of the paper's Table 4). With
+``body = PReLU . conv1x1_G . PReLU . conv1x1_G`` and a learnable weight ``w``::
+
+    FTN(f) = (1 - w) f + w body(f)
+
+Initialisation (paper, "Initialization of FTN"): every conv is an identity (one identity block per
+group, zero bias), every PReLU has slope 1, so ``FTN(f) == f`` exactly at the start and stage 2 begins
+from level 1 rather than from random filters.
+
+Pixel-adaptive control (Eq. 3): with a per-pixel level map A resized to the layer's output grid::
+
+    Y = (1 - A) . (X * f) + A . (X * FTN(f))                                              (3)
+
+computed here as ONE convolution with ``f`` and ``FTN(f)`` stacked on the output axis.
+
+Cost: FTN works on kernels, never on images, so at a fixed alpha the blended kernel is computed once
+(:class:`~ftn.methods.base.KernelCache`) and the network costs exactly what the plain network costs.
+
+Options (the paper's variants):
+    groups   G of the 1x1 convs: 1 ("FTN"), 4 ("FTN-gc4"), 16 ("FTN-gc16", the smoothest); where
+             C_out is not divisible by G, gcd(G, C_out) is used.
+    depth    number of conv+PReLU layers: 2 (the paper's FTN) or 3 ("FTN-deeper").
+    spatial  depth-wise 3x3 convs over the k x k grid instead of 1x1 ("FTN-spatial").
+
+Choices the paper leaves open (documented so results can be compared): the skip weight ``w`` is one
+learnable scalar per layer initialised to 0.5; the main conv's bias is kept as trained at both levels
+(FTN transforms kernels only).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from .base import Capabilities, KernelCache, MethodSpec, TunableLayer, conv_with_two_kernels
+
+__all__ = ["FTNConfig", "FilterTransition", "FTNConv2d", "SPEC"]
+
+
+@dataclass
+class FTNConfig:
+    """Options of the FTN method (see the module docstring)."""
+
+    groups: int = 1
+    depth: int = 2
+    spatial: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.groups, int) or self.groups < 1:
+            raise ValueError(f"groups must be a positive integer, got {self.groups!r}")
+        if self.depth not in (2, 3):
+            raise ValueError(f"depth must be 2 (FTN) or 3 (FTN-deeper), got {self.depth!r}")
+
+
+class FilterTransition(nn.Module):
+    """FTN: a tiny network that maps a conv kernel of level 1 to a kernel of level 2."""
+
+    def __init__(self, channels: int, groups: int = 1, depth: int = 2, spatial: bool = False) -> None:
+        super().__init__()
+        self.groups = math.gcd(groups, channels)
+        layers: list[nn.Module] = []
+        for _ in range(depth):
+            if spatial:
+                conv = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+            else:
+                conv = nn.Conv2d(channels, channels, 1, groups=self.groups)
+            layers += [conv, nn.PReLU(channels, init=1.0)]
+        self.body = nn.Sequential(*layers)
+        self.skip_weight = nn.Parameter(torch.tensor(0.5))
+        self.reset_to_identity()
+
+    @torch.no_grad()
+    def reset_to_identity(self) -> None:
+        """Identity convs, zero biases, PReLU slope 1: FTN(f) == f."""
+        for module in self.body:
+            if isinstance(module, nn.Conv2d):
+                module.weight.zero_()
+                per_group = module.weight.shape[1]
+                k = module.weight.shape[-1] // 2
+                for c in range(module.out_channels):
+                    module.weight[c, c % per_group, k, k] = 1.0
+                module.bias.zero_()
+            elif isinstance(module, nn.PReLU):
+                module.weight.fill_(1.0)
+        self.skip_weight.fill_(0.5)
+
+    def forward(self, kernel: Tensor) -> Tensor:
+        # (C_out, C_in, k, k) -> a batch of C_in items with C_out channels on the k x k grid.
+        x = kernel.transpose(0, 1)
+        y = torch.lerp(x, self.body(x), self.skip_weight)  # (1 - w) f + w body(f)
+        return y.transpose(0, 1)
+
+
+class FTNConv2d(TunableLayer):
+    """An ``nn.Conv2d`` whose kernel moves from f (alpha=0) to FTN(f) (alpha=1) by Eq. 1 / Eq. 3."""
+
+    base: nn.Conv2d
+
+    def __init__(self, base: nn.Conv2d, config: FTNConfig) -> None:
+        super().__init__(base)
+        self.ftn = FilterTransition(base.out_channels, config.groups, config.depth, config.spatial)
+        self._cache = KernelCache()
+
+    def transformed_kernel(self) -> Tensor:
+        """FTN(f): the kernel of level 2."""
+        return self.ftn(self.base.weight)
+
+    def kernel_at(self, alpha: float) -> Tensor:
+        """Eq. 1's kernel (1 - alpha) f + alpha FTN(f); alpha = 0 returns f itself (bit-exact)."""
+        if alpha == 0.0:
+            return self.base.weight
+        if alpha == 1.0:
+            return self.transformed_kernel()
+        return torch.lerp(self.base.weight, self.transformed_kernel(), alpha)
+
+    def forward(self, x: Tensor) -> Tensor:
+        alpha = self.control.value
+        if isinstance(alpha, float):
+            if alpha == 0.0:
+                return self.base(x)
+            kernel = self._cache.get(alpha, self._kernel_inputs(), lambda: self.kernel_at(alpha))
+            return self.base._conv_forward(x, kernel, self.base.bias)
+        # Eq. 3: (1 - A)(X*f + b) + A(X*FTN(f) + b) = X*f + A (X*FTN(f) - X*f) + b.
+        f = self.base.weight
+        g = self._cache.get(1.0, self._kernel_inputs(), self.transformed_kernel)
+        y1, y2 = conv_with_two_kernels(self.base, x, f, g)
+        a = self.control.for_output(y1)
+        y = torch.lerp(y1, y2, a)
+        if self.base.bias is not None:
+            y = y + self.base.bias.view(1, -1, 1, 1)
+        return y
+
+    def export_module(self, alpha: float) -> nn.Conv2d:
+        conv = self.base
+        conv.weight = nn.Parameter(self.kernel_at(alpha).detach().clone(), requires_grad=conv.weight.requires_grad)
+        return conv
+
+    def _kernel_inputs(self) -> list[Tensor]:
+        return [self.base.weight, *self.ftn.parameters()]
+
+
+def _capabilities(config: FTNConfig) -> Capabilities:
+    return Capabilities(exact_export=True, per_pixel=True, per_sample=True)
+
+
+SPEC = MethodSpec(
+    name="ftn",
+    config_class=FTNConfig,
+    make_layer=FTNConv2d,
+    default_targets="conv",
+    capabilities=_capabilities,
+    summary="Filter Transition Network: a small net maps each kernel f to FTN(f); kernels interpolated (Eq. 1, 3)",
+)
