@@ -100,7 +100,7 @@ def test_mini_params() -> None:
         + conv(32, 3)
     )
     assert n_params(CFSNet("mini")) == conv(3, 32) + 4 * 2 * conv(32, 32) + conv(32, 3)
-    rdb = conv(32, 16) + conv(48, 16) + conv(64, 16) + conv(80, 16) + conv(96, 32)
+    rdb = conv(32, 32) + conv(64, 32) + conv(96, 32) + conv(128, 32) + conv(160, 32)
     assert n_params(RRDBNet("mini")) == conv(3, 32) + 3 * 3 * rdb + 4 * conv(32, 32) + conv(32, 3)
     assert n_params(TransformNet("mini")) < 400_000
 

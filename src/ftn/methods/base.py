@@ -31,7 +31,6 @@ __all__ = [
     "TunableModel",
     "KernelCache",
     "ExportNotSupported",
-    "conv_with_two_kernels",
     "select_targets",
 ]
 
@@ -87,6 +86,9 @@ class KernelCache:
     def get(self, alpha: float, inputs: Sequence[Tensor], compute: Callable[[], Any]) -> Any:
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
             return compute()
+        if any(t.is_inference() for t in inputs):
+            # Tensors created under inference_mode carry no version counter: recompute to stay correct.
+            return compute()
         key = (alpha,) + tuple((id(t), t._version, t.device, t.dtype) for t in inputs)
         if key != self._key:
             # Computed outside inference mode so the cached tensors stay usable everywhere.
@@ -97,20 +99,6 @@ class KernelCache:
 
     def clear(self) -> None:
         self._key, self._value = None, None
-
-
-def conv_with_two_kernels(conv: nn.Conv2d, x: Tensor, w1: Tensor, w2: Tensor) -> tuple[Tensor, Tensor]:
-    """``(x * w1, x * w2)`` without bias, as ONE convolution with the kernels stacked on the output axis.
-
-    For a grouped conv the two kernels are interleaved per group so that the stacked kernel still
-    has the group structure.
-    """
-    g = conv.groups
-    c_out = w1.shape[0]
-    stacked = torch.stack([w1.unflatten(0, (g, c_out // g)), w2.unflatten(0, (g, c_out // g))], dim=1)
-    y = conv._conv_forward(x, stacked.flatten(0, 2), None)  # (B, g*2*c_out/g, H, W)
-    y = y.unflatten(1, (g, 2, c_out // g))
-    return y[:, :, 0].flatten(1, 2), y[:, :, 1].flatten(1, 2)
 
 
 class TunableLayer(nn.Module):
@@ -158,11 +146,6 @@ def select_targets(
     of exact names, or a list of module types. ``exclude``: a regex or a list of exact names.
     """
     modules = dict(model.named_modules())
-    inside_layers = [n for n, m in modules.items() if isinstance(m, TunableLayer)]
-    # Modules already inside a tunable layer (its base or tuner) are never targets again.
-    modules = {
-        n: m for n, m in modules.items() if not any(n.startswith(p + ".") if p else n != "" for p in inside_layers)
-    }
     if targets is None:
         if default == "conv":
             chosen = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
@@ -178,8 +161,7 @@ def select_targets(
             chosen = [
                 n
                 for n, m in modules.items()
-                if not isinstance(m, TunableLayer)
-                and (any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False)))
+                if any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False))
             ]
         else:  # pragma: no cover - programming error in a MethodSpec
             raise AssertionError(default)
@@ -204,7 +186,6 @@ def select_targets(
         else:
             excluded = set(exclude)
             chosen = [n for n in chosen if n not in excluded]
-    chosen = [n for n in chosen if not isinstance(modules[n], TunableLayer)]
     if not chosen:
         raise ValueError(
             f"method {method!r} found no target modules in {type(model).__name__} "
@@ -212,10 +193,9 @@ def select_targets(
         )
     if default != "tensors":
         # Drop modules nested inside another chosen module: a block is tuned once, as a whole.
-        chosen_set = sorted(chosen, key=lambda n: n.count(".") if n else -1)
         kept: list[str] = []
-        for name in chosen_set:
-            if not any(name == k or (k == "" or name.startswith(k + ".")) for k in kept):
+        for name in sorted(chosen, key=lambda n: n.count(".") if n else -1):  # outermost first
+            if not any(k == "" or name.startswith(k + ".") for k in kept):
                 kept.append(name)
         order = {n: i for i, n in enumerate(modules)}
         chosen = sorted(kept, key=order.__getitem__)

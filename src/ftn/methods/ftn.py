@@ -28,7 +28,7 @@ Pixel-adaptive control (Eq. 3): with a per-pixel level map A resized to the laye
 
     Y = (1 - A) . (X * f) + A . (X * FTN(f))                                              (3)
 
-computed here as ONE convolution with ``f`` and ``FTN(f)`` stacked on the output axis.
+computed here as ``(X * f + b) + A . (X * (FTN(f) - f))``: two convolutions per layer, no more.
 
 Cost: FTN works on kernels, never on images, so at a fixed alpha the blended kernel is computed once
 (:class:`~ftn.methods.base.KernelCache`) and the network costs exactly what the plain network costs.
@@ -53,7 +53,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .base import Capabilities, KernelCache, MethodSpec, TunableLayer, conv_with_two_kernels
+from .base import Capabilities, KernelCache, MethodSpec, TunableLayer
 
 __all__ = ["FTNConfig", "FilterTransition", "FTNConv2d", "SPEC"]
 
@@ -109,7 +109,7 @@ class FilterTransition(nn.Module):
         # (C_out, C_in, k, k) -> a batch of C_in items with C_out channels on the k x k grid.
         x = kernel.transpose(0, 1)
         y = torch.lerp(x, self.body(x), self.skip_weight)  # (1 - w) f + w body(f)
-        return y.transpose(0, 1)
+        return y.transpose(0, 1).contiguous()  # a contiguous kernel: oneDNN is slower on strided ones
 
 
 class FTNConv2d(TunableLayer):
@@ -120,7 +120,8 @@ class FTNConv2d(TunableLayer):
     def __init__(self, base: nn.Conv2d, config: FTNConfig) -> None:
         super().__init__(base)
         self.ftn = FilterTransition(base.out_channels, config.groups, config.depth, config.spatial)
-        self._cache = KernelCache()
+        self._cache = KernelCache()  # the blended kernel at the current global alpha
+        self._delta_cache = KernelCache()  # FTN(f) - f, for per-sample and per-pixel alphas
 
     def transformed_kernel(self) -> Tensor:
         """FTN(f): the kernel of level 2."""
@@ -132,7 +133,7 @@ class FTNConv2d(TunableLayer):
             return self.base.weight
         if alpha == 1.0:
             return self.transformed_kernel()
-        return torch.lerp(self.base.weight, self.transformed_kernel(), alpha)
+        return torch.lerp(self.base.weight, self.transformed_kernel(), alpha).contiguous()
 
     def forward(self, x: Tensor) -> Tensor:
         alpha = self.control.value
@@ -141,15 +142,12 @@ class FTNConv2d(TunableLayer):
                 return self.base(x)
             kernel = self._cache.get(alpha, self._kernel_inputs(), lambda: self.kernel_at(alpha))
             return self.base._conv_forward(x, kernel, self.base.bias)
-        # Eq. 3: (1 - A)(X*f + b) + A(X*FTN(f) + b) = X*f + A (X*FTN(f) - X*f) + b.
-        f = self.base.weight
-        g = self._cache.get(1.0, self._kernel_inputs(), self.transformed_kernel)
-        y1, y2 = conv_with_two_kernels(self.base, x, f, g)
-        a = self.control.for_output(y1)
-        y = torch.lerp(y1, y2, a)
-        if self.base.bias is not None:
-            y = y + self.base.bias.view(1, -1, 1, 1)
-        return y
+        # Eq. 3: (1 - A)(X*f + b) + A(X*FTN(f) + b) = (X*f + b) + A (X*(FTN(f) - f)).
+        # Two convolutions and one fused multiply-add; measured faster on CPU than one conv with the
+        # two kernels stacked on the output axis followed by a blend of the two halves.
+        delta = self._delta_cache.get(1.0, self._kernel_inputs(), lambda: self.transformed_kernel() - self.base.weight)
+        y = self.base(x)
+        return y.addcmul_(self.control.for_output(y), self.base._conv_forward(x, delta, None))
 
     def export_module(self, alpha: float) -> nn.Conv2d:
         conv = self.base

@@ -1,0 +1,152 @@
+"""Inference time of each method relative to the plain base network, measured side by side.
+
+For every method attached to the same base network, at a fixed global alpha and with a per-pixel
+alpha map, the forward time is measured interleaved with the plain network's (round-robin over all
+variants, each run right after a plain forward), so machine noise hits every variant alike. Targets
+(issue [1/6]), judged on the ratio of best times: fixed alpha <= 1.02 x plain for ftn, dni and adafm
+(k=1); per-pixel map <= 2.0 x plain.
+
+    python benchmarks/speed.py                      # AdaFM-Net, 256 and 512, writes docs/speed.md
+    python benchmarks/speed.py --arch adafm_net --size mini --sizes 256 --repeats 3 --out -
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+import ftn
+
+# (label, method, options, fixed-alpha target, per-pixel target). The per-pixel target (two
+# convolutions per tuned layer) is for the methods whose per-pixel form is Eq. 3; CFSNet and
+# Dynamic-Net run extra layers at any alpha > 0, so their figures are reported without a target.
+VARIANTS: list[tuple[str, str, dict, float | None, float | None]] = [
+    ("ftn (G=1)", "ftn", {"groups": 1}, 1.02, 2.0),
+    ("ftn (G=16)", "ftn", {"groups": 16}, 1.02, 2.0),
+    ("dni", "dni", {}, 1.02, 2.0),
+    ("adafm (k=1)", "adafm", {"kernel_size": 1}, 1.02, 2.0),
+    ("adafm (k=5)", "adafm", {"kernel_size": 5}, None, 2.0),
+    ("cfsnet", "cfsnet", {}, None, None),
+    ("dynamic_net", "dynamic_net", {}, None, None),
+]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}; {torch.get_num_threads()} threads; torch {torch.__version__}; Python {platform.python_version()}"
+
+
+def smooth_map(h: int, w: int) -> torch.Tensor:
+    """A left-to-right ramp: every pixel at its own level."""
+    return torch.linspace(0, 1, w).view(1, 1, 1, w).expand(1, 1, h, w).contiguous()
+
+
+def measure(arch: str, arch_size: str, size: int, repeats: int) -> list[dict]:
+    """Each variant timed right after a plain forward; best times and the median pair ratio are reported."""
+    torch.manual_seed(0)
+    base = ftn.build_arch(arch, size=arch_size).eval()
+    x = torch.rand(1, 3, size, size)
+    alpha_map = smooth_map(size, size)
+    runs: dict[str, Callable[[], torch.Tensor]] = {}
+    for label, method, options, _, _ in VARIANTS:
+        model = ftn.attach(copy.deepcopy(base), method, **options).eval()
+        with torch.no_grad():  # a trained tuner is not zero: move it off its identity start
+            for p in model.tuner_parameters():
+                p.add_(0.01 * torch.randn_like(p))
+        runs[f"{label}|alpha"] = (lambda m: lambda: m(x, alpha=0.5))(model)
+        runs[f"{label}|map"] = (lambda m: lambda: m(x, alpha=alpha_map))(model)
+
+    def timed(fn: Callable[[], torch.Tensor]) -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    plain_times: list[float] = []
+    ratios: dict[str, list[float]] = {k: [] for k in runs}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    with torch.inference_mode():
+        base(x)
+        for fn in runs.values():  # warm-up: allocator, oneDNN primitives, kernel caches
+            fn()
+        for _ in range(repeats):
+            for key, fn in runs.items():
+                t_plain, t = timed(lambda: base(x)), timed(fn)
+                plain_times.append(t_plain)
+                times[key].append(t)
+                ratios[key].append(t / t_plain)
+    best_plain = min(plain_times)
+    rows = [{"variant": "plain", "mode": "-", "size": size, "ms": 1e3 * best_plain, "ratio": 1.0, "pairs": 1.0, "target": None}]
+    for label, _, _, alpha_target, map_target in VARIANTS:
+        for mode, target in (("alpha", alpha_target), ("map", map_target)):
+            key = f"{label}|{mode}"
+            rows.append({"variant": label, "mode": "fixed alpha" if mode == "alpha" else "per-pixel map", "size": size,
+                         "ms": 1e3 * min(times[key]), "ratio": min(times[key]) / best_plain,
+                         "pairs": statistics.median(ratios[key]), "target": target})
+    return rows
+
+
+def to_markdown(rows: list[dict], header: str) -> str:
+    lines = [header, "", "| size | variant | control | best ms / image | ratio to plain (best times) | ratio, median of pairs | target | |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        verdict = "" if r["target"] is None else ("ok" if r["ratio"] <= r["target"] else "ABOVE TARGET")
+        target = "-" if r["target"] is None else f"<= {r['target']:.2f}"
+        lines.append(f"| {r['size']} | {r['variant']} | {r['mode']} | {r['ms']:.1f} | {r['ratio']:.3f} | {r['pairs']:.3f} | {target} | {verdict} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="adafm_net")
+    parser.add_argument("--size", default="full", help="architecture size preset: full or mini")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="input sizes (square)")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", default="docs/speed.md", help="markdown file to write, or - for stdout only")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    rows = []
+    for size in args.sizes:
+        print(f"measuring {args.arch} ({args.size}) at {size}x{size}, {args.repeats} interleaved repeats ...", flush=True)
+        rows += measure(args.arch, args.size, size, args.repeats)
+    header = (
+        f"# Inference speed of each method relative to the plain network\n\n"
+        f"Generated by `python benchmarks/speed.py` on {datetime.date.today().isoformat()}: {args.arch} ({args.size}), "
+        f"batch 1, RGB, CPU inference, {args.repeats} repeats round-robin over all variants, each timed forward "
+        "of a variant right after a timed forward of the plain network. Targets are judged on the ratio of best "
+        "times (the least-disturbed run of each, as `timeit` advises); the median ratio of the adjacent pairs "
+        "is shown beside it as a check on machine noise.\n\n"
+        f"Machine: {machine()}.\n\n"
+        "Fixed alpha = 0.5 (blended kernels cached once per alpha); per-pixel map = a left-to-right ramp "
+        "from 0 to 1 (Eq. 3 as (X*f + b) + A (X*(f2 - f)): two convolutions per tuned layer)."
+    )
+    text = to_markdown(rows, header)
+    print(text)
+    if args.out != "-":
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+        print(f"\nwrote {args.out}")
+    above = [r for r in rows if r["target"] is not None and r["ratio"] > r["target"]]
+    return 1 if above else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

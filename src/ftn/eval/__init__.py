@@ -1,0 +1,1 @@
+"""Evaluation: metrics, alpha sweeps and complexity. Submodules are imported on demand."""

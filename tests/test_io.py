@@ -1,0 +1,111 @@
+"""Model files: safetensors + JSON metadata round trips; pickles are never executed."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import ftn
+from ftn.io import read_metadata, read_state_dict
+
+
+def _tunable(method: str = "ftn", **options) -> ftn.TunableModel:
+    torch.manual_seed(0)
+    model = ftn.attach(ftn.build_arch("adafm_net", size="mini", image_skip=True), method, **options).eval()
+    with torch.no_grad():
+        for p in model.tuner_parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return model
+
+
+def test_registered_architecture_rebuilds_from_metadata(tmp_path) -> None:
+    model = _tunable(groups=16)
+    path = tmp_path / "m.safetensors"
+    ftn.save(model, path, task="denoise", levels=[{"sigma": 20}, {"sigma": 80}])
+    meta = read_metadata(path)
+    assert meta["arch"] == "adafm_net" and meta["method"] == "ftn" and meta["method_options"]["groups"] == 16
+    loaded = ftn.load(path).eval()
+    x = torch.rand(1, 3, 24, 24)
+    assert torch.equal(loaded(x, alpha=0.3), model(x, alpha=0.3))
+    assert loaded.metadata == {"task": "denoise", "levels": [{"sigma": 20}, {"sigma": 80}]}
+
+
+def test_exported_plain_model_round_trips(tmp_path) -> None:
+    model = _tunable("dni")
+    plain = model.export(0.7)
+    path = tmp_path / "plain.safetensors"
+    ftn.save(plain, path, alpha=0.7)
+    loaded = ftn.load(path)
+    assert not isinstance(loaded, ftn.TunableModel)
+    x = torch.rand(1, 3, 20, 20)
+    assert torch.equal(loaded(x), plain(x))
+    assert loaded.metadata["alpha"] == 0.7
+
+
+def test_reserved_and_unserialisable_metadata_are_refused(tmp_path) -> None:
+    model = _tunable()
+    with pytest.raises(ValueError, match="written by ftn itself"):
+        ftn.save(model, tmp_path / "a.safetensors", method="x")
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        ftn.save(model, tmp_path / "b.safetensors", levels={1, 2})
+    assert not list(tmp_path.iterdir()), "a failed save must leave no file behind"
+
+
+def test_mismatched_tensors_are_named(tmp_path) -> None:
+    model = _tunable()
+    path = tmp_path / "m.safetensors"
+    ftn.save(model, path)
+    tensors = read_state_dict(path)
+    meta = read_metadata(path)
+    tensors.pop("conv_first.base.weight")
+    tensors["conv_last.base.bias"] = torch.zeros(5)
+    broken = tmp_path / "broken.safetensors"
+    save_file(tensors, broken, metadata={"ftn": json.dumps(meta)})
+    with pytest.raises(ValueError, match=r"missing \['conv_first.base.weight'\].*shape of 'conv_last.base.bias'"):
+        ftn.load(broken)
+
+
+def test_unknown_method_and_foreign_files_are_refused(tmp_path) -> None:
+    model = _tunable()
+    path = tmp_path / "m.safetensors"
+    ftn.save(model, path)
+    meta = read_metadata(path)
+    meta["method"] = "magic"
+    odd = tmp_path / "odd.safetensors"
+    save_file(read_state_dict(path), odd, metadata={"ftn": json.dumps(meta)})
+    with pytest.raises(ValueError, match="unknown method 'magic'"):
+        ftn.load(odd)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(1)}, foreign)
+    with pytest.raises(ValueError, match="not an ftn model file"):
+        ftn.load(foreign)
+
+
+class _Exploit:
+    """Unpickling this would create a file: proof that code ran."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_malicious_pickle_is_refused_without_running(tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"state_dict": _Exploit(str(marker))}, f, protocol=2)
+    with pytest.raises(ValueError, match="weights_only=True"):
+        read_state_dict(path)
+    assert not marker.exists()
+
+
+def test_plain_pth_state_dicts_are_read(tmp_path) -> None:
+    path = tmp_path / "ok.pth"
+    torch.save({"weight": torch.ones(2)}, path)
+    assert torch.equal(read_state_dict(path)["weight"], torch.ones(2))
