@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 __all__ = ["main"]
@@ -25,6 +26,44 @@ def _cmd_complexity(args: argparse.Namespace) -> int:
     if args.size != 256:
         print("note: the paper's GFLOPs are for a 256x256 input; compare the overhead percentages instead")
     print(format_table(rows, markdown=args.markdown))
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .eval.sweep import calibrate, parse_alpha_grid, plot_sweep, sweep
+    from .io import load, save
+    from .methods import TunableModel
+    from .tasks import get_task
+
+    model = load(args.model)
+    if not isinstance(model, TunableModel):
+        raise ValueError(f"{args.model} is a plain network; a sweep needs a tunable model (one with a method attached)")
+    meta = model.metadata
+    if "task" not in meta or "levels" not in meta:
+        raise ValueError(f"{args.model} does not say its task and levels in its metadata; save it with task=..., levels=[...]")
+    task = get_task(meta["task"], **meta.get("task_options", {}))
+    train_levels = [float(level[task.level_name]) for level in meta["levels"]]
+    levels = args.levels or list(task.test_levels)
+    alphas = parse_alpha_grid(args.alphas)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = sweep(model, args.data, task, levels, alphas, train_levels=train_levels, limit=args.limit, seed=args.seed,
+                   crop_border=args.crop_border, y_channel=args.y)
+    out = Path(args.out)
+    written = result.write(out)
+    written.append(plot_sweep(result, out / "sweep.png"))
+    print(f"{'level':>12} {'input':>8} {'best alpha':>10} {'best PSNR':>10}")
+    for level, inp in zip(result.levels, result.input_psnr):
+        key = f"{level:g}"
+        print(f"{task.label(level):>12} {inp:8.2f} {result.best_alpha[key]:10.2f} {result.best_psnr[key]:10.2f}")
+    calibration = calibrate(result)
+    print("calibration (level -> alpha):", ", ".join(f"{l:g} -> {a:.2f}" for l, a in zip(calibration["levels"], calibration["alphas"])))
+    if args.calibrate:
+        save(model, args.model, calibration=calibration)
+        print(f"calibration written into {args.model}")
+    print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 
@@ -53,6 +92,26 @@ def build_parser() -> argparse.ArgumentParser:
     complexity.add_argument("--markdown", action="store_true", help="print a markdown table")
     complexity.add_argument("--params-only", action="store_true", help="skip the (slower) MAC counting")
     complexity.set_defaults(func=_cmd_complexity)
+
+    sweep = sub.add_parser("sweep", help="PSNR against alpha at several test levels; best alpha per level; calibration")
+    sweep.add_argument("--model", required=True, help="a tunable model file (.safetensors)")
+    sweep.add_argument("--data", required=True, help="folder of clean test images (degraded deterministically per level)")
+    sweep.add_argument("--levels", type=float, nargs="+", help="test levels (default: the task's, e.g. sigma 20 30 ... 80)")
+    sweep.add_argument("--alphas", default="0:1:0.05", help="alpha grid, start:stop:step or a comma list (default 0:1:0.05)")
+    sweep.add_argument("--limit", type=int, help="use the first N images only")
+    sweep.add_argument("--seed", type=int, default=0, help="seed of the test degradations")
+    sweep.add_argument("--crop-border", type=int, default=0)
+    sweep.add_argument("--y", action="store_true", help="PSNR on the Y channel (default RGB)")
+    sweep.add_argument("--threads", type=int, help="torch threads")
+    sweep.add_argument("--out", default="runs/sweep", help="folder for sweep.csv, sweep.json and sweep.png")
+    sweep.add_argument("--calibrate", action="store_true", help="write the level -> alpha calibration into the model file")
+    sweep.set_defaults(func=_cmd_sweep)
+
+    from .infer.cli import add_parser as add_run_parser
+    from .train.cli import add_parser as add_train_parser
+
+    add_run_parser(sub)
+    add_train_parser(sub)
 
     info = sub.add_parser("info", help="print a model file's metadata")
     info.add_argument("model", help="path to a .safetensors model")

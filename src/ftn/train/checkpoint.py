@@ -1,0 +1,174 @@
+"""Training checkpoints: everything a run needs to continue exactly, in one safetensors file, no pickle.
+
+Layout of ``checkpoint.safetensors``:
+
+* tensors ``model/<key>``: the model's state dict (plain or tunable, base included);
+* tensors ``optim/<param index>/<name>``: the tensor entries of ``optimizer.state_dict()["state"]``
+  (Adam's ``exp_avg``, ``exp_avg_sq``, ``step``);
+* tensors ``rng/cpu`` and ``rng/cuda/<i>``: torch's random generator states (uint8);
+* metadata ``ftn_checkpoint``: JSON with the step, the elapsed wall time, the config, the optimizer's
+  non-tensor state (``param_groups`` and any non-tensor per-parameter entries) and the scheduler's
+  state dict.
+
+Writes are atomic: the file is written to a temporary name in the same folder, flushed to disk and
+moved over the old one with ``os.replace``, so a crash at any moment leaves the old checkpoint or the
+new one, never a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_info", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "ftn-train/1"
+_META_KEY = "ftn_checkpoint"
+
+
+def _split_optimizer_state(state_dict: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Tensor entries (for safetensors) and the rest (for JSON) of ``optimizer.state_dict()``."""
+    tensors: dict[str, Tensor] = {}
+    rest: dict[str, dict[str, Any]] = {}
+    for index, entries in state_dict["state"].items():
+        rest[str(index)] = {}
+        for name, value in entries.items():
+            if isinstance(value, Tensor):
+                tensors[f"optim/{index}/{name}"] = value
+            else:
+                rest[str(index)][name] = value
+    return tensors, {"state": rest, "param_groups": state_dict["param_groups"]}
+
+
+def _join_optimizer_state(tensors: dict[str, Tensor], info: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(i): dict(entries) for i, entries in info["state"].items()}
+    for key, value in tensors.items():
+        _, index, name = key.split("/", 2)
+        state.setdefault(int(index), {})[name] = value
+    groups = []
+    for group in info["param_groups"]:
+        group = dict(group)
+        if isinstance(group.get("betas"), list):  # JSON has no tuples
+            group["betas"] = tuple(group["betas"])
+        groups.append(group)
+    return {"state": state, "param_groups": groups}
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(tensors: dict[str, Tensor], metadata: dict[str, str], path: Path) -> None:
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(folder)
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    step: int,
+    elapsed_s: float,
+    config: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write the training state after ``step`` completed iterations to ``path``, atomically.
+
+    ``model`` is the bare module (not a DistributedDataParallel wrapper); ``extra`` is any JSON-ready
+    dict the loop wants back on resume.
+    """
+    tensors: dict[str, Tensor] = {f"model/{k}": v for k, v in model.state_dict().items()}
+    optim_tensors, optim_info = _split_optimizer_state(optimizer.state_dict())
+    tensors.update(optim_tensors)
+    tensors["rng/cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng/cuda/{i}"] = state
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    info = {
+        "format": CHECKPOINT_FORMAT,
+        "step": int(step),
+        "elapsed_s": float(elapsed_s),
+        "config": config,
+        "optimizer": optim_info,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "extra": extra or {},
+    }
+    _write_atomically(tensors, {_META_KEY: json.dumps(info)}, Path(path))
+
+
+def read_checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON part of a checkpoint (step, elapsed_s, config, ...), without loading tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    with safe_open(str(path), framework="pt") as f:
+        raw = (f.metadata() or {}).get(_META_KEY)
+    if raw is None:
+        raise ValueError(f"{path}: not an ftn training checkpoint (no {_META_KEY!r} metadata)")
+    info = json.loads(raw)
+    if info.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: checkpoint format {info.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+    return info
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    *,
+    restore_rng: bool = True,
+) -> dict[str, Any]:
+    """Restore ``model`` (and optimizer, scheduler, RNG when given) in place from ``path``.
+
+    Returns the checkpoint's info: ``step`` (iterations completed), ``elapsed_s``, ``config``,
+    ``extra``.
+    """
+    info = read_checkpoint_info(path)
+    with safe_open(str(path), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    model_state = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
+    model.load_state_dict(model_state, strict=True)
+    if optimizer is not None:
+        optim_tensors = {k: v for k, v in tensors.items() if k.startswith("optim/")}
+        optimizer.load_state_dict(_join_optimizer_state(optim_tensors, info["optimizer"]))
+    if scheduler is not None and info.get("scheduler") is not None:
+        scheduler.load_state_dict(info["scheduler"])
+    if restore_rng:
+        torch.set_rng_state(tensors["rng/cpu"])
+        cuda_states = [tensors[f"rng/cuda/{i}"] for i in range(len(tensors)) if f"rng/cuda/{i}" in tensors]
+        if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+    return info

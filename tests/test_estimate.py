@@ -1,0 +1,139 @@
+"""Tests for ftn.infer.estimate: blind noise sigma and JPEG quality."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ftn.infer.estimate import estimate_jpeg_quality, estimate_noise_sigma, ijg_quant_tables
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CBSD68 = SHARED / "data" / "test" / "CBSD68"
+needs_cbsd68 = pytest.mark.skipif(not CBSD68.is_dir(), reason=f"test images not found at {CBSD68}")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def cbsd68(n: int, step: int = 17) -> list[Path]:
+    return sorted(CBSD68.glob("*.png"))[::step][:n]
+
+
+def read(path: Path) -> torch.Tensor:
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
+
+
+def noisy(clean: torch.Tensor, sigma: float, seed: int, *, clip: bool) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    y = clean + sigma / 255 * torch.randn(clean.shape, generator=g)
+    return ((y.clamp(0, 1) * 255).round() / 255) if clip else y
+
+
+# -- noise sigma ----------------------------------------------------------------------------------
+
+
+@needs_cbsd68
+@pytest.mark.parametrize("clip", [False, True], ids=["float", "clipped-8bit"])
+def test_noise_sigma_on_cbsd68(clip: bool) -> None:
+    """Within 15% or 3 units at sigma 15-75, unclipped or saved as 8-bit (clipped: corrected)."""
+    for i, path in enumerate(cbsd68(2)):
+        clean = read(path)
+        for sigma in (15, 25, 50, 75):
+            got = estimate_noise_sigma(noisy(clean, sigma, seed=i * 100 + sigma, clip=clip))
+            assert abs(got - sigma) <= max(0.15 * sigma, 3.0), (path.name, sigma, got)
+
+
+@needs_cbsd68
+def test_noise_sigma_beats_the_wavelet_reference() -> None:
+    """skimage's estimate_sigma (Donoho's wavelet MAD) as the reference: ours is at least as close."""
+    pytest.importorskip("pywt")
+    from skimage.restoration import estimate_sigma
+
+    ours, theirs = [], []
+    for i, path in enumerate(cbsd68(2, step=11)):
+        clean = read(path)
+        for sigma in (15, 25, 50):
+            x = noisy(clean, sigma, seed=7 + i, clip=False)
+            ref = float(np.mean(estimate_sigma(x.permute(1, 2, 0).double().numpy(), channel_axis=-1))) * 255
+            assert abs(ref - sigma) <= max(0.25 * sigma, 5.0)  # the reference itself is sane
+            ours.append(abs(estimate_noise_sigma(x) - sigma))
+            theirs.append(abs(ref - sigma))
+    assert sum(ours) <= sum(theirs)
+
+
+def test_noise_sigma_synthetic_grey_and_clean() -> None:
+    g = torch.Generator().manual_seed(0)
+    low = torch.rand(1, 1, 6, 8, generator=g)
+    clean = torch.nn.functional.interpolate(low, size=(96, 128), mode="bicubic", align_corners=False)[0].clamp(0.1, 0.9)
+    assert estimate_noise_sigma(clean) < 2.0
+    for sigma in (10, 40):
+        x = clean + sigma / 255 * torch.randn(clean.shape, generator=g)
+        assert abs(estimate_noise_sigma(x) - sigma) <= max(0.15 * sigma, 3.0)
+        assert abs(estimate_noise_sigma(x[0]) - sigma) <= max(0.15 * sigma, 3.0)  # (H, W) works too
+
+
+def test_noise_sigma_is_monotone_in_the_noise() -> None:
+    g = torch.Generator().manual_seed(1)
+    clean = torch.full((3, 64, 64), 0.5)
+    noise = torch.randn(clean.shape, generator=g)
+    estimates = [estimate_noise_sigma((clean + s / 255 * noise).clamp(0, 1)) for s in (5, 20, 40, 80)]
+    assert estimates == sorted(estimates)
+
+
+def test_noise_sigma_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="too small"):
+        estimate_noise_sigma(torch.rand(3, 4, 40))
+    with pytest.raises(ValueError, match="NaN"):
+        estimate_noise_sigma(torch.full((1, 16, 16), float("nan")))
+    with pytest.raises(ValueError, match="C, H, W"):
+        estimate_noise_sigma(torch.rand(1, 1, 3, 16, 16))
+    with pytest.raises(TypeError):
+        estimate_noise_sigma(np.zeros((3, 16, 16)))  # type: ignore[arg-type]
+
+
+# -- JPEG quality ---------------------------------------------------------------------------------
+
+
+def test_ijg_tables_match_libjpeg_reference_values() -> None:
+    luma50, chroma50 = ijg_quant_tables(50)
+    assert luma50[:8].tolist() == [16, 11, 10, 16, 24, 40, 51, 61] and chroma50[0] == 17
+    assert ijg_quant_tables(100)[0].max() == 1
+    assert ijg_quant_tables(1)[0].min() == 255 or ijg_quant_tables(1)[0].max() == 255
+
+
+@pytest.mark.parametrize("quality", [10, 20, 40, 75, 90])
+def test_jpeg_quality_recovered(tmp_path: Path, quality: int) -> None:
+    paths = cbsd68(2) if CBSD68.is_dir() else []
+    images = [Image.open(p).convert("RGB") for p in paths] or [
+        Image.fromarray((np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8))
+    ]
+    for k, im in enumerate(images):
+        for mode in ("RGB", "L"):
+            path = tmp_path / f"{k}{mode}.jpg"
+            im.convert(mode).save(path, quality=quality)
+            got = estimate_jpeg_quality(path)
+            assert got is not None and abs(got - quality) <= 1, (mode, quality, got)
+
+
+def test_jpeg_quality_of_other_files(tmp_path: Path) -> None:
+    im = Image.fromarray(np.zeros((16, 16, 3), np.uint8))
+    im.save(tmp_path / "a.png")
+    assert estimate_jpeg_quality(tmp_path / "a.png") is None
+    im.save(tmp_path / "png-named.jpg", format="PNG")
+    assert estimate_jpeg_quality(tmp_path / "png-named.jpg") is None
+    (tmp_path / "text.jpg").write_text("not an image")
+    assert estimate_jpeg_quality(tmp_path / "text.jpg") is None
+    with pytest.raises(FileNotFoundError):
+        estimate_jpeg_quality(tmp_path / "missing.jpg")
