@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 
 import ftn
 from ftn.cli import main
@@ -33,7 +32,6 @@ def test_demo_runs_and_alpha_moves_the_output() -> None:
     lines: list[str] = []
     from ftn.demo import run_demo
 
-    torch.set_num_threads(1)
     curves = run_demo(steps=3, print_fn=lines.append)
     assert len(curves["alpha"]) == 11
     assert any("export(0.5)" in line for line in lines)

@@ -6,7 +6,6 @@ import os
 import struct
 import warnings
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +23,6 @@ needs_shared = pytest.mark.skipif(
     not (BSD432.is_dir() and CBSD68.is_dir()),
     reason=f"shared data folder not found at {SHARED} (BSD432 / CBSD68)",
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def rng_u8(*shape: int, seed: int = 0) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +14,6 @@ from ftn.infer.estimate import estimate_jpeg_quality, estimate_noise_sigma, ijg_
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CBSD68 = SHARED / "data" / "test" / "CBSD68"
 needs_cbsd68 = pytest.mark.skipif(not CBSD68.is_dir(), reason=f"test images not found at {CBSD68}")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def cbsd68(n: int, step: int = 17) -> list[Path]:

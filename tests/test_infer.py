@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +19,6 @@ from ftn.infer.cli import add_parser, run_command
 TOL = 1 / 255 + 1e-6
 CALIBRATION = {"level_name": "sigma", "levels": [20, 50, 80], "alphas": [0.0, 0.4, 1.0]}
 META = {"task": "denoise", "levels": [{"sigma": 20}, {"sigma": 80}], "calibration": CALIBRATION}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def tiny_model(seed: int = 0) -> ftn.TunableModel:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +14,6 @@ from ftn.tasks import TASKS, DeJPEG, Denoise, Task, get_task
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CBSD68 = SHARED / "data" / "test" / "CBSD68"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def smooth_image(c: int = 3, h: int = 96, w: int = 128, seed: int = 0) -> torch.Tensor:

@@ -8,7 +8,6 @@ and 50, how the denoising quality moves with alpha: each noise level is served b
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch

@@ -19,7 +19,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..archs import build_arch
-from ..methods import TunableModel, attach
+from ..methods import attach
 
 __all__ = ["ComplexityRow", "PAPER_TABLE4", "count_parameters", "count_macs", "table4", "format_table"]
 

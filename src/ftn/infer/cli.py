@@ -315,7 +315,7 @@ def _run(args: argparse.Namespace) -> int:
         if out.exists() and not out.is_dir():
             raise UsageError(f"input {src} is a folder, so the output must be a folder; {out} is a file")
         if out.exists() and out.resolve() == src.resolve():
-            raise UsageError(f"the output folder is the input folder; the outputs would overwrite the inputs")
+            raise UsageError("the output folder is the input folder; the outputs would overwrite the inputs")
         jobs = [(f, out / f.name) for f in files]
     else:
         dst = out / src.name if out.is_dir() else out

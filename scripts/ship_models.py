@@ -1,0 +1,78 @@
+"""Train, calibrate and install the models shipped in src/ftn/models (resumable, step by step).
+
+    python scripts/ship_models.py                 # both tasks
+    python scripts/ship_models.py --tasks denoise --threads 1
+
+For each task: stage 1 (configs/<task>-base.yaml), stage 2 (configs/<task>-ftn16.yaml), an alpha sweep
+on Set14 (not a test set of the paper) whose best alphas become the model's level -> alpha
+calibration, then the model is copied to src/ftn/models/<task>.safetensors with the training budget
+of both stages in its metadata. A stage whose model file exists is skipped; an interrupted stage
+resumes from its checkpoint. Run from the repository root, with ../shared beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import ftn
+from ftn.eval.sweep import calibrate, parse_alpha_grid, plot_sweep, sweep
+from ftn.tasks import get_task
+from ftn.train import load_config, train
+
+CALIBRATION_DATA = "../shared/data/test/Set14"
+
+
+def run_stage(config_path: str, threads: int | None) -> Path:
+    overrides = [f"threads={threads}"] if threads else []
+    config = load_config(config_path, overrides)
+    model_path = Path(config.out_dir) / "model.safetensors"
+    if model_path.is_file():
+        print(f"{config.name}: done already ({model_path})")
+        return model_path
+    resume = (Path(config.out_dir) / "checkpoint.safetensors").is_file()
+    print(f"{config.name}: {'resuming' if resume else 'starting'}")
+    return train(config, resume=resume, progress=sys.stderr.isatty())
+
+
+def ship(task_name: str, threads: int | None) -> Path:
+    base_path = run_stage(f"configs/{task_name}-base.yaml", threads)
+    tuned_path = run_stage(f"configs/{task_name}-ftn16.yaml", threads)
+    model = ftn.load(tuned_path).eval()
+    meta = model.metadata
+    task = get_task(meta["task"], **meta.get("task_options", {}))
+    train_levels = [float(level[task.level_name]) for level in meta["levels"]]
+    result = sweep(model, CALIBRATION_DATA, task, list(task.test_levels), parse_alpha_grid("0:1:0.05"), train_levels=train_levels)
+    out = tuned_path.parent / "sweep-set14"
+    result.write(out)
+    plot_sweep(result, out / "sweep.png")
+    stage1 = ftn.io.read_metadata(base_path).get("training", {})
+    stage2 = meta.get("training", {})
+    budget = (
+        f"stage 1 {stage1.get('iterations')} iterations in {stage1.get('wall_time_s', 0) / 60:.0f} min, "
+        f"stage 2 {stage2.get('iterations')} iterations in {stage2.get('wall_time_s', 0) / 60:.0f} min, "
+        f"batch {meta['recipe']['batch_size']} x {meta['recipe']['patch_size']} px patches of BSD432, on "
+        f"{stage2.get('machine', {}).get('cpu', '?')} ({stage2.get('machine', {}).get('threads', '?')} threads, CPU)"
+    )
+    stage1_summary = {k: stage1.get(k) for k in ("iterations", "wall_time_s", "machine", "final_val_psnr")}
+    ftn.save(model, tuned_path, calibration=calibrate(result), training={**stage2, "budget": budget, "stage1": stage1_summary})
+    target = Path("src/ftn/models") / f"{task_name}.safetensors"
+    shutil.copyfile(tuned_path, target)
+    print(f"{task_name}: shipped {target} ({target.stat().st_size / 1e6:.2f} MB); {budget}")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["denoise", "dejpeg"])
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    for task_name in args.tasks:
+        ship(task_name, args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

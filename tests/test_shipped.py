@@ -1,0 +1,61 @@
+"""The shipped models run offline and their calibration picks a near-best alpha (needs ../shared)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ftn
+from ftn.cli import main
+from ftn.data.images import load_image, save_image
+from ftn.eval.metrics import psnr
+from ftn.models import available
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REPO = Path(__file__).resolve().parents[1]
+
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"test images not found: {SHARED} (the shared/ folder beside the project)")
+
+
+@pytest.mark.parametrize("name,task,levels", [("denoise", "denoise", [{"sigma": 20}, {"sigma": 80}]), ("dejpeg", "dejpeg", [{"quality": 40}, {"quality": 10}])])
+def test_shipped_model_is_complete(name: str, task: str, levels: list) -> None:
+    assert name in available(), f"shipped model {name!r} is missing from src/ftn/models"
+    model = ftn.load(available()[name])
+    assert isinstance(model, ftn.TunableModel) and model.method == "ftn" and model.options["groups"] == 16
+    meta = model.metadata
+    assert meta["task"] == task and meta["levels"] == levels
+    cal = meta["calibration"]
+    assert cal["alphas"] == sorted(cal["alphas"], reverse=task == "dejpeg")
+    assert "training" in meta and "recipe" in meta
+    assert available()[name].stat().st_size < 5_000_000
+
+
+def test_readme_main_job_denoises_the_sample(tmp_path, capsys) -> None:
+    out = tmp_path / "denoised.png"
+    assert main(["run", "-i", str(REPO / "samples" / "amber-noisy-sigma50.png"), "-o", str(out), "--model", "denoise", "--level", "50"]) == 0
+    clean = load_image(REPO / "samples" / "amber-clean.png").image
+    noisy = load_image(REPO / "samples" / "amber-noisy-sigma50.png").image
+    result = load_image(out).image
+    assert psnr(result, clean) > psnr(noisy, clean) + 5.0
+
+
+@needs_shared
+def test_level_50_is_within_0_3_db_of_the_best_alpha(tmp_path) -> None:
+    clean_path = sorted((SHARED / "data" / "test" / "CBSD68").glob("*.png"))[0]
+    clean = load_image(clean_path).image
+    gen = torch.Generator().manual_seed(50)
+    noisy = clean + (50 / 255) * torch.randn(clean.shape, generator=gen)
+    noisy_path = tmp_path / "noisy.png"
+    save_image(noisy_path, noisy)  # what a user has: an 8-bit file
+    out = tmp_path / "out.png"
+    assert main(["run", "-i", str(noisy_path), "-o", str(out), "--model", "denoise", "--level", "50"]) == 0
+    by_level = psnr(load_image(out).image, clean)
+
+    model = ftn.load(available()["denoise"]).eval()
+    x = load_image(noisy_path).image[None]
+    with torch.inference_mode():
+        grid = [psnr(model(x, alpha=float(a)).clamp(0, 1)[0], clean) for a in np.linspace(0, 1, 21)]
+    assert by_level >= max(grid) - 0.3, (by_level, max(grid))
