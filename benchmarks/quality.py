@@ -3,6 +3,8 @@ next to the paper's Table 2. Writes docs/quality.md and docs/quality-*.png.
 
     python benchmarks/quality.py                       # both shipped models, full test sets
     python benchmarks/quality.py --limit 5 --out -     # a quick look
+    python benchmarks/quality.py --models denoise --out - & python benchmarks/quality.py --models dejpeg --out - ; wait
+    python benchmarks/quality.py --reuse               # merge the two parallel runs into docs/quality.md
 
 Denoising: CBSD68 at sigma 20..80; JPEG: LIVE1 at quality 40..10. PSNR on RGB, no border crop, uint8
 rounding (BasicSR conventions). The calibrated alpha comes from the model's metadata, measured on a
@@ -14,16 +16,18 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import platform
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import ftn
-from ftn.eval.sweep import plot_sweep, sweep
+from ftn.eval.sweep import SweepResult, plot_sweep, sweep
 from ftn.models import resolve
 from ftn.tasks import get_task
 
@@ -40,15 +44,20 @@ SETTINGS = {
 }
 
 
-def evaluate(name: str, limit: int | None, alphas: list[float]) -> tuple[str, dict]:
+def evaluate(name: str, limit: int | None, alphas: list[float], cache_dir: Path, reuse: bool) -> tuple[str, dict]:
+    """Sweep one shipped model over its test set (cached as JSON, so parallel runs can be merged)."""
     model = ftn.load(resolve(name)).eval()
     meta = model.metadata
     task = get_task(meta["task"], **meta.get("task_options", {}))
     folder, levels = SETTINGS[task.name]
+    cache = cache_dir / f"{name}-limit{limit or 'all'}.json"
+    if reuse and cache.is_file():
+        stored = json.loads(cache.read_text())
+        rows = [tuple(r) for r in stored["rows"]]
+        return name, {"task": task, "folder": folder, "result": SweepResult(**stored["result"]), "rows": rows, "meta": meta, "wall": stored["wall"]}
     train_levels = [float(level[task.level_name]) for level in meta["levels"]]
     start = time.perf_counter()
     result = sweep(model, SHARED / folder, task, levels, alphas, train_levels=train_levels, limit=limit)
-    wall = time.perf_counter() - start
     calibration = meta.get("calibration")
     rows = []
     for level, row, inp in zip(result.levels, result.psnr, result.input_psnr):
@@ -59,6 +68,9 @@ def evaluate(name: str, limit: int | None, alphas: list[float]) -> tuple[str, di
             one = sweep(model, SHARED / folder, task, [level], [calibrated_alpha], train_levels=train_levels, limit=limit, progress=False)
             calibrated_psnr = one.psnr[0][0]
         rows.append((level, inp, calibrated_alpha, calibrated_psnr, best_alpha, max(row)))
+    wall = time.perf_counter() - start
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"result": asdict(result), "rows": rows, "wall": wall}))
     return name, {"task": task, "folder": folder, "result": result, "rows": rows, "meta": meta, "wall": wall}
 
 
@@ -88,7 +100,8 @@ def to_markdown(evaluations: list[tuple[str, dict]], limit: int | None) -> str:
         for row_name in paper:
             header += f" paper {row_name} |"
             sep += "---|"
-        out += [f"{res.images} images of {ev['folder']}{' (first ' + str(limit) + ')' if limit else ''}; sweep wall time {ev['wall']:.0f} s.", "", header, sep]
+        out += [f"{res.images} images of {ev['folder']}{' (first ' + str(limit) + ')' if limit else ''}; best alpha by grid search over {len(res.alphas)} alphas ({res.alphas[1] - res.alphas[0]:.2f} apart); "
+                f"evaluation wall time {ev['wall']:.0f} s.", "", header, sep]
         l1, l2 = res.train_levels
         for level, inp, ca, cp, ba, bp in ev["rows"]:
             unseen = "" if level in (l1, l2) else "*"
@@ -106,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=None, help="shipped model names (default: all)")
     parser.add_argument("--limit", type=int, default=None, help="first N test images only")
-    parser.add_argument("--alphas", default="0:1:0.05")
+    parser.add_argument("--alphas", default="0:1:0.1", help="alpha grid (default 0:1:0.1)")
+    parser.add_argument("--cache", default="runs/quality", help="folder for per-model JSON results")
+    parser.add_argument("--reuse", action="store_true", help="reuse cached per-model results (e.g. of parallel runs)")
     parser.add_argument("--out", default="docs/quality.md", help="markdown file, or - for stdout only")
     args = parser.parse_args(argv)
     from ftn.eval.sweep import parse_alpha_grid
@@ -116,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the test images are missing: {SHARED} (the shared/ folder beside the project)", file=sys.stderr)
         return 2
     names = args.models or sorted(available())
-    evaluations = [evaluate(name, args.limit, parse_alpha_grid(args.alphas)) for name in names]
+    evaluations = [evaluate(name, args.limit, parse_alpha_grid(args.alphas), Path(args.cache), args.reuse) for name in names]
     text = to_markdown(evaluations, args.limit)
     print(text)
     if args.out != "-":

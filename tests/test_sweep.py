@@ -93,3 +93,13 @@ def test_sweep_command_writes_files_and_calibration(tiny_model_and_images, tmp_p
     assert calibration["levels"] == [20, 50, 80]
     assert calibration["alphas"] == sorted(calibration["alphas"])
     assert "calibration written" in capsys.readouterr().out
+
+
+def test_sweep_on_centre_crops(tiny_model_and_images) -> None:
+    model, folder, _ = tiny_model_and_images
+    task = get_task("denoise")
+    whole = sweep(model, folder, task, [40], [0.5], train_levels=[20, 80], progress=False)
+    cropped = sweep(model, folder, task, [40], [0.5], train_levels=[20, 80], crop=16, progress=False)
+    assert cropped.crop == 16 and whole.crop is None
+    assert cropped.psnr[0][0] != whole.psnr[0][0]
+    assert "16 px centre crops" in calibrate(cropped)["source"]

@@ -50,7 +50,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     result = sweep(model, args.data, task, levels, alphas, train_levels=train_levels, limit=args.limit, seed=args.seed,
-                   crop_border=args.crop_border, y_channel=args.y)
+                   crop_border=args.crop_border, y_channel=args.y, crop=args.crop)
     out = Path(args.out)
     written = result.write(out)
     written.append(plot_sweep(result, out / "sweep.png"))
@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--limit", type=int, help="use the first N images only")
     sweep.add_argument("--seed", type=int, default=0, help="seed of the test degradations")
     sweep.add_argument("--crop-border", type=int, default=0)
+    sweep.add_argument("--crop", type=int, help="evaluate a centre crop of this size (after degrading), for speed")
     sweep.add_argument("--y", action="store_true", help="PSNR on the Y channel (default RGB)")
     sweep.add_argument("--threads", type=int, help="torch threads")
     sweep.add_argument("--out", default="runs/sweep", help="folder for sweep.csv, sweep.json and sweep.png")
