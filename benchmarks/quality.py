@@ -83,6 +83,9 @@ def to_markdown(evaluations: list[tuple[str, dict]], limit: int | None) -> str:
         "PSNR in dB on RGB, no border crop, uint8 rounding; test degradations are seeded per image, so the numbers reproduce.",
         "",
     ]
+    if limit:
+        out += [f"**Subset run (`--limit {limit}`):** only the first {limit} images of each test set; the paper's numbers are "
+                "averages over the whole set, so the comparison is indicative only. Run without `--limit` for the full table.", ""]
     for name, ev in evaluations:
         task, meta, res = ev["task"], ev["meta"], ev["result"]
         training = meta.get("training", {})
