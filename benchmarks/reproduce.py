@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fnmatch
 import hashlib
 import json
 import math
@@ -277,15 +278,26 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
-def train_all(recipe: Recipe, *, progress: bool, stop_after_s: float | None) -> int:
-    """Train every run whose model file is missing (resuming checkpoints); returns how many ran."""
+def select_runs(runs: Sequence[Run], patterns: Sequence[str]) -> list[Run]:
+    """The runs whose key (``task/run``) matches one of the shell-style ``patterns`` (all when none)."""
+    if not patterns:
+        return list(runs)
+    chosen = [r for r in runs if any(fnmatch.fnmatchcase(r.key, p) for p in patterns)]
+    if not chosen:
+        raise ValueError(f"--only {' '.join(patterns)} matches no run; runs: {', '.join(r.key for r in runs)}")
+    return chosen
+
+
+def train_all(recipe: Recipe, *, progress: bool, stop_after_s: float | None, only: Sequence[str] = ()) -> int:
+    """Train every run (of those ``only`` selects) whose model file is missing (resuming checkpoints); returns how many ran."""
     from ftn.train.loop import train
 
-    pending = [r for r in recipe.runs if not r.model_path.is_file()]
-    for r in recipe.runs:  # a finished run keeps no checkpoint
+    runs = select_runs(recipe.runs, only)
+    pending = [r for r in runs if not r.model_path.is_file()]
+    for r in runs:  # a finished run keeps no checkpoint
         if r.model_path.is_file() and r.checkpoint_path.is_file():
             r.checkpoint_path.unlink()
-    print(f"training: {len(recipe.runs) - len(pending)} of {len(recipe.runs)} runs are done, {len(pending)} to go")
+    print(f"training: {len(runs) - len(pending)} of {len(runs)} runs are done, {len(pending)} to go")
     measured: dict[str, list[float]] = {}
     start = time.perf_counter()
     trained = 0
@@ -1169,6 +1181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="start no new training run after MIN minutes (a run in progress finishes)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe key, e.g. --set runs_dir=/tmp/runs --set eval.limit=5 (repeatable)")
+    parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                        help="train only the runs whose key matches, e.g. 'dejpeg/*' or 'denoise/ftn*' (repeatable; "
+                             "lets separate processes share one GPU)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
@@ -1183,7 +1198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     trained = 0
     if not args.only_report:
-        trained = train_all(recipe, progress=progress, stop_after_s=None if args.stop_after is None else 60 * args.stop_after)
+        trained = train_all(recipe, progress=progress, stop_after_s=None if args.stop_after is None else 60 * args.stop_after,
+                            only=args.only)
     if args.only_train:
         print(f"reproduce: trained {trained} run(s) in {_duration(time.perf_counter() - t0)}")
         return 0
