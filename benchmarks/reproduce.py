@@ -118,8 +118,10 @@ FIG5_ROWS = [("FTN (G=1)", "ftn", 1), ("FTN-gc4", "ftn-gc4", 4), ("FTN-gc16", "f
 TASK_TITLES = {"denoise": "Gaussian denoising", "dejpeg": "JPEG artefact removal"}
 
 RECIPE_KEYS = {"name", "runs_dir", "out", "threads", "seconds_per_iteration", "train", "tuner", "eval", "smooth",
-               "complexity", "tasks", "notes"}
-TASK_KEYS = {"task_options", "levels", "test_data", "unseen", "runs"}
+               "complexity", "tasks", "notes", "bases_from"}
+TASK_KEYS = {"task", "task_options", "levels", "test_data", "unseen", "runs", "train", "tuner"}
+# per task: ``task`` (the registered task, default the entry's name, so two entries can train the same
+# task on two networks), ``train`` / ``tuner`` (training keys for this task's runs / tuner runs)
 RUN_EXTRA_KEYS = {"unseen"}  # run keys that are not TrainConfig keys
 EVAL_DEFAULTS = {"limit": 10, "crop": None, "alpha_steps": 12, "refine": True, "device": "auto"}
 SMOOTH_DEFAULTS = {"task": "denoise", "level": None, "images": 3, "strip_crop": 96, "strip_alphas": [0, 0.25, 0.5, 0.75, 1]}
@@ -197,6 +199,7 @@ def load_recipe(path: Path, overrides: Sequence[str] = ()) -> Recipe:
         raise ValueError(f"{path}: unknown recipe key(s) {unknown}; known: {sorted(RECIPE_KEYS)}")
     name = str(raw.get("name") or path.stem)
     runs_dir = Path(raw.get("runs_dir") or f"reproduce/runs/{name}")
+    bases_from = Path(raw["bases_from"]) if raw.get("bases_from") else None
     common = dict(raw.get("train") or {})
     tuner_common = dict(raw.get("tuner") or {})
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -212,7 +215,12 @@ def load_recipe(path: Path, overrides: Sequence[str] = ()) -> Recipe:
         bad = sorted(set(spec) - TASK_KEYS)
         if bad:
             raise ValueError(f"{path}: tasks.{task_name}: unknown key(s) {bad}; known: {sorted(TASK_KEYS)}")
-        task = get_task(task_name, **(spec.get("task_options") or {}))
+        for where in ("train", "tuner"):
+            bad = sorted(set(spec.get(where) or {}) - fields)
+            if bad:
+                raise ValueError(f"{path}: tasks.{task_name}.{where}: unknown training key(s) {bad}")
+        task_type = str(spec.get("task") or task_name)
+        task = get_task(task_type, **(spec.get("task_options") or {}))
         l1, l2 = (_num(v) for v in (spec.get("levels") or task.default_levels))
         spec["levels"] = [l1, l2]
         spec["unseen"] = [_num(v) for v in spec.get("unseen") or []]
@@ -225,17 +233,21 @@ def load_recipe(path: Path, overrides: Sequence[str] = ()) -> Recipe:
             if bad:
                 raise ValueError(f"{path}: tasks.{task_name}.runs.{run_name}: unknown key(s) {bad}")
             stage = run_spec.get("stage", "base" if run_name == "base" else "tuner")
-            data: dict[str, Any] = {**common, **(tuner_common if stage == "tuner" else {})}
+            data: dict[str, Any] = {**common, **(spec.get("train") or {})}
+            if stage == "tuner":
+                data.update({**tuner_common, **(spec.get("tuner") or {})})
             data.update({k: v for k, v in run_spec.items() if k not in RUN_EXTRA_KEYS})
             run_dir = runs_dir / task_name / run_name
+            if stage == "base" and bases_from is not None:
+                run_dir = bases_from / task_name / run_name  # the same stage-1 networks as another study
             if stage == "base":
                 level = _num(run_spec.get("level", l1))
                 levels = None
             else:
                 level = _num(run_spec.get("level", l2))
                 levels = (l1, level)
-                data["base"] = str(runs_dir / task_name / "base" / "model.safetensors")
-            data.update(name=f"{name}-{task_name}-{run_name}", out_dir=str(run_dir), stage=stage, task=task_name,
+                data["base"] = str((bases_from or runs_dir) / task_name / "base" / "model.safetensors")
+            data.update(name=f"{name}-{task_name}-{run_name}", out_dir=str(run_dir), stage=stage, task=task_type,
                         task_options=spec.get("task_options") or {}, level=level)
             config = validate_config(TrainConfig(**data))
             unseen = [_num(v) for v in run_spec.get("unseen", spec["unseen"] if stage == "tuner" else [])]
@@ -282,10 +294,7 @@ def select_runs(runs: Sequence[Run], patterns: Sequence[str]) -> list[Run]:
     """The runs whose key (``task/run``) matches one of the shell-style ``patterns`` (all when none)."""
     if not patterns:
         return list(runs)
-    chosen = [r for r in runs if any(fnmatch.fnmatchcase(r.key, p) for p in patterns)]
-    if not chosen:
-        raise ValueError(f"--only {' '.join(patterns)} matches no run; runs: {', '.join(r.key for r in runs)}")
-    return chosen
+    return [r for r in runs if any(fnmatch.fnmatchcase(r.key, p) for p in patterns)]
 
 
 def train_all(recipe: Recipe, *, progress: bool, stop_after_s: float | None, only: Sequence[str] = ()) -> int:
@@ -349,7 +358,7 @@ class EvalData:
         key = (task_name, float(level), limit)
         if key not in self._items:
             spec = self.recipe.tasks[task_name]
-            task = get_task(task_name, **(spec.get("task_options") or {}))
+            task = get_task(str(spec.get("task") or task_name), **(spec.get("task_options") or {}))
             data = EvalSet(spec["test_data"], task, level, seed=0, limit=limit)
             crop = self.recipe.eval.get("crop")
             self._items[key] = [(n, _crop(d, crop), _crop(c, crop)) for n, d, c in data]
@@ -1166,15 +1175,15 @@ def build_report(recipe: Recipe, out: Path, *, progress: bool) -> tuple[str, dic
     report = Report(recipe, evals, smooths, filters, comp, out)
     sections = [report.header(), report.budget(), report.table2(), report.table1(), report.table3(), report.fig5(),
                 report.fig6(), report.smoothness(strips, data), report.table4(), report.findings_section()]
-    text = "\n\n".join(sections).rstrip() + "\n"
-    (out / "results.md").write_text(text)
-    return text, counts
+    return "\n\n".join(sections).rstrip() + "\n", counts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", required=True, type=Path, help="e.g. configs/reproduce/mini.yaml")
-    parser.add_argument("--out", type=Path, default=None, help="report folder (default: the recipe's `out`, else docs)")
+    parser.add_argument("--recipe", required=True, type=Path, action="append",
+                        help="e.g. configs/reproduce/mini.yaml; repeat it to put several studies in one results.md "
+                             "(restoration first, then configs/reproduce/perceptual.yaml)")
+    parser.add_argument("--out", type=Path, default=None, help="report folder (default: the first recipe's `out`, else docs)")
     parser.add_argument("--only-report", action="store_true", help="train nothing; report from the runs that exist")
     parser.add_argument("--only-train", action="store_true", help="train, then stop without evaluating")
     parser.add_argument("--stop-after", type=float, default=None, metavar="MIN",
@@ -1187,23 +1196,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
-    recipe_path = args.recipe.resolve()
+    recipe_paths = [p.resolve() for p in args.recipe]
     out_arg = args.out.resolve() if args.out is not None else None
     os.chdir(ROOT)  # recipe paths are relative to the repository root
-    recipe = load_recipe(recipe_path, args.overrides)
-    out = out_arg or recipe.out
-    if recipe.threads:
-        torch.set_num_threads(int(recipe.threads))
+    recipes = [load_recipe(p, args.overrides) for p in recipe_paths]
+    if args.only and not any(select_runs(r.runs, args.only) for r in recipes):
+        keys = ", ".join(run.key for r in recipes for run in r.runs)
+        raise SystemExit(f"reproduce: --only {' '.join(args.only)} matches no run; runs: {keys}")
+    out = out_arg or recipes[0].out
+    if recipes[0].threads:
+        torch.set_num_threads(int(recipes[0].threads))
     progress = not args.no_progress and sys.stderr.isatty()
     t0 = time.perf_counter()
     trained = 0
     if not args.only_report:
-        trained = train_all(recipe, progress=progress, stop_after_s=None if args.stop_after is None else 60 * args.stop_after,
-                            only=args.only)
+        for recipe in recipes:
+            trained += train_all(recipe, progress=progress, only=args.only,
+                                 stop_after_s=None if args.stop_after is None else 60 * args.stop_after)
     if args.only_train:
         print(f"reproduce: trained {trained} run(s) in {_duration(time.perf_counter() - t0)}")
         return 0
-    _, counts = build_report(recipe, out, progress=not args.no_progress)
+    from reproduce_perceptual import build_perceptual_sections, is_perceptual
+
+    out.mkdir(parents=True, exist_ok=True)
+    texts, counts = [], {"evaluated": 0, "cached": 0}
+    for recipe in recipes:
+        if is_perceptual(recipe):
+            text, c, _ = build_perceptual_sections(recipe, out, progress=not args.no_progress)
+            text = (f"Sections below: `--recipe {_rel(recipe.path)}` (runs under `{recipe.runs_dir}`).\n\n" + text)
+        else:
+            text, c = build_report(recipe, out, progress=not args.no_progress)
+        texts.append(text.rstrip())
+        counts = {k: counts[k] + c[k] for k in counts}
+    if len(recipes) > 1:
+        command = "python benchmarks/reproduce.py " + " ".join(f"--recipe {_rel(r.path)}" for r in recipes)
+        texts[0] = texts[0].replace("\n", f"\n\nThis document: `{command}` (the studies one after another).\n", 1)
+    (out / "results.md").write_text("\n\n".join(texts) + "\n")
     print(f"reproduce: trained {trained} run(s), evaluated {counts['evaluated']} item(s) "
           f"(cached {counts['cached']}), wrote {out / 'results.md'} in {_duration(time.perf_counter() - t0)}")
     return 0

@@ -1,53 +1,84 @@
 #!/usr/bin/env bash
-# Train the missing runs of a reproduce recipe on one GPU, many runs at once, then evaluate them there.
-# Made for the lent GPU machine (bare, no internet): the data travels in .carry/ (ignored by git) and is
-# put where the recipe expects it (../shared/data/...), so the runs' configs and evaluation caches are
-# the same as on a machine with ../shared beside the repository.
-#   bash scripts/device_reproduce.sh configs/reproduce/mini.yaml  # writes $OUT/runs-<task>.tar and $OUT/device.log
+# Train the missing runs of reproduce recipes on one GPU, many runs at once, then evaluate the
+# restoration ones there. Made for the lent GPU machine (bare, no internet): the data travels in
+# .carry/ (ignored by git) and is put where the recipes expect it (../shared/...), so the runs'
+# configs and evaluation caches are the same as on a machine with ../shared beside the repository.
+#   RECIPES="configs/reproduce/mini.yaml" REPORT_RECIPES="configs/reproduce/mini.yaml" bash scripts/device_reproduce.sh
+# writes $OUT/runs-<study>-<task>.tar (one per task folder) and $OUT/device.log.
 set -u
-RECIPE=${1:-configs/reproduce/mini.yaml}
+RECIPES=${RECIPES:-configs/reproduce/mini.yaml}
+REPORT_RECIPES=${REPORT_RECIPES-$RECIPES}   # recipes evaluated here as well (restoration reports)
 TRAIN_S=${TRAIN_S:-330}        # wall-clock cap for all training
 REPORT_S=${REPORT_S:-150}      # wall-clock cap for the evaluation
 OUT=${OUT:-/tmp/out}
 LOGS=/tmp/device-logs; mkdir -p "$LOGS" "$OUT"
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
-if [ -d .carry ]; then
-  mkdir -p ../shared/data/train ../shared/data/test
-  for d in .carry/train/*; do [ -e "../shared/data/train/$(basename "$d")" ] || cp -r "$d" ../shared/data/train/; done
-  for d in .carry/test/*; do [ -e "../shared/data/test/$(basename "$d")" ] || cp -r "$d" ../shared/data/test/; done
+if [ -d .carry ]; then  # .carry/<group>/<folder> -> ../shared/<group>/<folder>, e.g. data/train/BSD432
+  for d in $(cd .carry && find . -mindepth 2 -maxdepth 3 -type d -path './*/*' | sed 's#^\./##'); do
+    parent=$(dirname "$d"); mkdir -p "../shared/$parent"
+    [ -e "../shared/$d" ] || cp -r ".carry/$d" "../shared/$parent/"
+  done
+fi
+if [ -f .carry/vgg16_fp16.safetensors.xz ]; then  # VGG16 sent as float16 (xz) to fit the transfer limit
+  mkdir -p ../shared/weights
+  python3 - <<'PY'
+import lzma, torch
+from safetensors.torch import load, save_file
+raw = lzma.open(".carry/vgg16_fp16.safetensors.xz").read()
+from safetensors import safe_open
+open("/tmp/vgg16_fp16.safetensors", "wb").write(raw)
+with safe_open("/tmp/vgg16_fp16.safetensors", "pt") as f:
+    meta = {k: v for k, v in (f.metadata() or {}).items() if k != "note"}
+save_file({k: v.float() for k, v in load(raw).items()}, "../shared/weights/vgg16_imagenet_features_caffe.safetensors", metadata=meta)
+PY
 fi
 python3 -c "import torch, ftn; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
-R="python3 benchmarks/reproduce.py --recipe $RECIPE --no-progress --set train.threads=1 --only-train"
-phase() {  # train each named run in its own process, all at once
+runs_of() {  # runs_of PHASE: "recipe|task/run" of the missing runs; phase 1: those that can start now, 2: all
+  python3 - "$1" $RECIPES <<'PY'
+import sys; sys.path.insert(0, "benchmarks"); from reproduce import load_recipe; from pathlib import Path
+phase = sys.argv[1]
+for path in sys.argv[2:]:
+    r = load_recipe(Path(path))
+    ready = lambda x: x.stage == "base" or Path(x.config.base).is_file()
+    own = lambda x: not (x.stage == "base" and r.raw.get("bases_from"))  # bases_from: another study's networks
+    print(" ".join(f"{path}|{x.key}" for x in r.runs if own(x) and not x.model_path.is_file() and (phase == "2" or ready(x))))
+PY
+}
+phase() {  # train each run in its own process, all at once
   local deadline=$1; shift
-  for k in "$@"; do
-    timeout "$deadline" $R --only "$k" >"$LOGS/${k//\//_}.log" 2>&1 &
+  for item in "$@"; do
+    local recipe=${item%%|*} key=${item#*|}
+    local log="$LOGS/$(basename "$recipe" .yaml)_${key//\//_}.log"
+    timeout "$deadline" python3 benchmarks/reproduce.py --recipe "$recipe" --no-progress --set train.threads=1 \
+      --only-train --only "$key" >"$log" 2>&1 &
   done
   wait
 }
+python3 - $RECIPES <<'PY' || exit 1
+import sys; sys.path.insert(0, "benchmarks"); from reproduce import load_recipe; from pathlib import Path
+missing = sorted({r.config.train_data for p in sys.argv[1:] for r in load_recipe(Path(p)).runs
+                  if not r.model_path.is_file() and not Path(r.config.train_data).is_dir()})
+if missing:
+    sys.exit(f"training data missing: {missing} (put them under .carry/<path below ../shared>)")
+PY
 START=$(date +%s)
-# phase 1: every stage-1 base and from-scratch network; phase 2: every stage-2 run (needs its base)
-BASES=$(python3 - "$RECIPE" <<'PY'
-import sys; sys.path.insert(0, "benchmarks"); from reproduce import load_recipe; from pathlib import Path
-r = load_recipe(Path(sys.argv[1])); print(" ".join(x.key for x in r.runs if x.stage == "base" and not x.model_path.is_file()))
-PY
-)
-TUNERS=$(python3 - "$RECIPE" <<'PY'
-import sys; sys.path.insert(0, "benchmarks"); from reproduce import load_recipe; from pathlib import Path
-r = load_recipe(Path(sys.argv[1])); print(" ".join(x.key for x in r.runs if x.stage == "tuner" and not x.model_path.is_file()))
-PY
-)
-echo "bases: $BASES"; echo "tuners: $TUNERS"
-phase "$TRAIN_S" $BASES
-LEFT=$(( TRAIN_S - ($(date +%s) - START) )); [ "$LEFT" -lt 30 ] && LEFT=30
+FIRST=$(runs_of 1 | xargs)
+echo "phase 1 (stage-1 networks, and tuners whose base exists): $FIRST"
+phase $(( TRAIN_S * 55 / 100 )) $FIRST  # leave the tuners that wait for these bases their share
 echo "phase 1 done after $(( $(date +%s) - START )) s"
+TUNERS=$(runs_of 2 | xargs)
+echo "phase 2 (the other tuners): $TUNERS"
+LEFT=$(( TRAIN_S - ($(date +%s) - START) )); [ "$LEFT" -lt 30 ] && LEFT=30
 phase "$LEFT" $TUNERS
-echo "training done after $(( $(date +%s) - START )) s"
-timeout "$REPORT_S" python3 benchmarks/reproduce.py --recipe "$RECIPE" --no-progress --only-report --out /tmp/report \
-  >"$LOGS/report.log" 2>&1
-echo "report exit $? after $(( $(date +%s) - START )) s"
-for f in "$LOGS"/*.log; do echo "=== $f"; tail -n 15 "$f"; done >"$OUT/device.log"
-RUNS=$(python3 -c "import sys,yaml; print(yaml.safe_load(open('$RECIPE'))['runs_dir'])")
-for t in "$RUNS"/*/; do tar cf "$OUT/runs-$(basename "$t").tar" "$t"; done
-[ -f "$RUNS/complexity.json" ] && cp "$RUNS/complexity.json" "$OUT/"
+echo "phase 2 done after $(( $(date +%s) - START )) s"
+for recipe in $REPORT_RECIPES; do
+  timeout "$REPORT_S" python3 benchmarks/reproduce.py --recipe "$recipe" --no-progress --only-report --out /tmp/report \
+    >"$LOGS/report_$(basename "$recipe" .yaml).log" 2>&1
+  echo "report $recipe: exit $? after $(( $(date +%s) - START )) s"
+done
+for f in "$LOGS"/*.log; do echo "=== $f"; tail -n 12 "$f"; done >"$OUT/device.log"
+for recipe in $RECIPES; do
+  runs=$(python3 -c "import sys,yaml; print(yaml.safe_load(open('$recipe'))['runs_dir'])")
+  for t in "$runs"/*/; do [ -d "$t" ] && tar cf "$OUT/runs-$(basename "$runs")-$(basename "$t").tar" "$t"; done
+done
 ls -la "$OUT"

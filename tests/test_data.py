@@ -433,8 +433,8 @@ def test_sampler_errors(folder: Path) -> None:
         sampler.batch(0, 6, rank=0, world_size=4)
     with pytest.raises(ValueError, match="rank"):
         sampler.batch(0, 8, rank=2, world_size=2)
-    with pytest.raises(NotImplementedError, match="scale"):
-        PatchSampler(folder, task, 25, scale=2)
+    with pytest.raises(ValueError, match="multiple of the task's scale 4"):
+        PatchSampler(folder, get_task("sr"), 0, patch_size=18)
     with pytest.warns(UserWarning, match="skipped 3 image.*img0.png.*img2.png.*img3.png"):
         small = PatchSampler(folder, task, 25, patch_size=48)  # only the 48x48 and 50x50 fit
     assert small.names == ["img1.png", "img4.png"]

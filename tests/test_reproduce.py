@@ -138,3 +138,53 @@ def test_tiny_reproduce_end_to_end(tmp_path: Path) -> None:
     third = _run("--set", f"runs_dir={runs}", "--only-train")
     assert "trained 1 run(s)" in third and "denoise/ftn-gc4" in third
     print(f"tiny reproduce: {first_s:.1f} s")
+
+
+def test_bases_from_shares_the_stage1_networks_of_another_study() -> None:
+    script = _load_script()
+    recipe = script.load_recipe(ROOT / "configs" / "reproduce" / "mini-long.yaml")
+    base = recipe.run("denoise", "base")
+    tuner = recipe.run("denoise", "ftn-gc16")
+    assert base.dir == Path("reproduce/runs/mini/denoise/base")
+    assert tuner.dir == Path("reproduce/runs/mini-long/denoise/ftn-gc16") and tuner.config.iterations == 2400
+    assert tuner.config.base == "reproduce/runs/mini/denoise/base/model.safetensors"
+
+
+def test_perceptual_recipe_lists_both_sr_networks_and_the_style_methods() -> None:
+    script = _load_script()
+    recipe = script.load_recipe(ROOT / "configs" / "reproduce" / "perceptual.yaml")
+    keys = {r.key for r in recipe.runs}
+    for task in ("sr-rrdb", "sr-cfsnet"):
+        assert {f"{task}/{m}" for m in ("base", "dni", "adafm", "cfsnet", "ftn", "ftn-gc16")} <= keys
+    assert {f"style/{m}" for m in ("base", "ftn", "adafm", "dynamic_net", "dni")} <= keys
+    assert {"style-strength/base", "style-strength/ftn"} <= keys
+    sr = recipe.run("sr-cfsnet", "ftn")
+    assert (sr.config.task, sr.config.arch, sr.levels) == ("sr", "cfsnet", (0, 1))
+    assert sr.config.base == "reproduce/runs/perceptual/sr-cfsnet/base/model.safetensors"
+
+
+VGG = SHARED / "weights" / "vgg16_imagenet_features_caffe.safetensors"
+
+
+@pytest.mark.skipif(not (VGG.is_file() and (SHARED / "data" / "test" / "Set14").is_dir() and (SHARED / "data" / "styles").is_dir()),
+                    reason=f"needs the VGG16 weights and the Set5/Set14/styles folders of {SHARED}")
+def test_perceptual_tiny_reproduce_end_to_end(tmp_path: Path) -> None:
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    recipe = ROOT / "configs" / "reproduce" / "perceptual-tiny.yaml"
+    cmd = [sys.executable, str(SCRIPT), "--recipe", str(recipe), "--no-progress", "--set", f"runs_dir={runs}", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    trained, evaluated, cached = _summary(done.stdout)
+    assert trained == 6 and evaluated == 4 and cached == 0
+    text = (out / "results.md").read_text()
+    for heading in ("## 8. PD-controllable x4 super-resolution", "## 9. Continuous style transfer", "## 10. Per-pixel control"):
+        assert heading in text, heading
+    pd = _section(text, "## 8.")
+    assert "NIQE" in pd and "| FTN-gc16 | 1 |" in pd and "| DNI | 0 |" in pd and "Colour drift" in pd
+    assert "style loss to style mosaic" in _section(text, "## 9.")
+    for name in ("perceptual-pd.png", "perceptual-sr-crops-sr-rrdb.png", "style-grid-style.png", "perpixel-style.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 1000, name
+    # a report-only rerun is served from the caches
+    again = subprocess.run([*cmd, "--only-report"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert _summary(again.stdout)[:2] == (0, 0)

@@ -182,14 +182,16 @@ def test_resume_is_bit_exact(data, tmp_path, monkeypatch) -> None:
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch) -> None:
-    original, calls = loop_module.compute_loss, []
+    from ftn.tasks import PixelObjective
 
-    def nan_at_step_4(output, target, kind):
+    original, calls = PixelObjective.forward, []
+
+    def nan_at_step_4(self, output, target):
         calls.append(1)
-        loss = original(output, target, kind)
-        return loss * float("nan") if len(calls) == 4 else loss
+        loss, parts = original(self, output, target)
+        return (loss * float("nan") if len(calls) == 4 else loss), parts
 
-    monkeypatch.setattr(loop_module, "compute_loss", nan_at_step_4)
+    monkeypatch.setattr(PixelObjective, "forward", nan_at_step_4)
     out = tmp_path / "nan"
     with pytest.raises(TrainingDiverged, match="step 4"):
         train(tiny_config(data, out, iterations=6, checkpoint_every=2), progress=False)
@@ -199,7 +201,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path, monke
     load_checkpoint(out / "checkpoint.safetensors", model)
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
-    monkeypatch.setattr(loop_module, "compute_loss", original)
+    monkeypatch.setattr(PixelObjective, "forward", original)
     with pytest.raises(TrainingDiverged, match="diverged at step"):  # a real blow-up
         train(tiny_config(data, tmp_path / "blowup", lr=1e30, lr_min=0, iterations=5, checkpoint_every=100),
               progress=False)

@@ -81,9 +81,8 @@ class PatchSampler:
         folder: image folder (see :func:`~ftn.data.images.list_images`).
         task: the degradation.
         level: its level (``sigma``, ``quality``); the attribute ``level`` may be changed later.
-        patch_size: side of the square (clean and degraded) patches.
-        scale: reserved for super-resolution (clean patch ``scale`` times larger than the
-            degraded one); only 1 is implemented now, others raise ``NotImplementedError``.
+        patch_size: side of the square clean patches; the degraded ones are ``patch_size //
+            task.scale`` (super-resolution), so it must be a multiple of ``task.scale``.
         seed: the run's seed.
         grey: one-channel patches (colour images converted to luma); else 3 channels.
         max_images: use only the first ``max_images`` files (sorted by name).
@@ -99,23 +98,21 @@ class PatchSampler:
         level: float,
         patch_size: int = 64,
         *,
-        scale: int = 1,
         seed: int = 0,
         grey: bool = False,
         max_images: int | None = None,
     ) -> None:
-        if scale != 1:
-            raise NotImplementedError(
-                f"scale={scale}: super-resolution sampling is not implemented yet (only scale=1)"
-            )
         if int(patch_size) != patch_size or patch_size < 1:
             raise ValueError(f"patch_size must be a positive integer, got {patch_size!r}")
+        if patch_size % task.scale:
+            raise ValueError(f"patch_size {patch_size} must be a multiple of the task's scale {task.scale} "
+                             f"(the network's input is patch_size / scale)")
         if max_images is not None and max_images < 1:
             raise ValueError(f"max_images must be >= 1 or None, got {max_images!r}")
         self.task = task
         self.level = task.check_level(level)
         self.patch_size = int(patch_size)
-        self.scale = scale
+        self.scale = task.scale
         self.seed = int(seed)
         self.grey = bool(grey)
         self.folder = Path(folder)
@@ -271,7 +268,7 @@ class EvalSet(Dataset):
             image = torch.from_numpy(luma)[None]
         elif not self.grey and image.shape[0] == 1:
             image = image.expand(3, -1, -1).contiguous()
-        return image
+        return self.task.prepare(image)  # super-resolution: a multiple of the scale
 
     def __getitem__(self, i: int) -> tuple[str, torch.Tensor, torch.Tensor]:
         if not -len(self) <= i < len(self):

@@ -6,6 +6,8 @@ Layout of ``checkpoint.safetensors``:
 * tensors ``optim/<param index>/<name>``: the tensor entries of ``optimizer.state_dict()["state"]``
   (Adam's ``exp_avg``, ``exp_avg_sq``, ``step``);
 * tensors ``rng/cpu`` and ``rng/cuda/<i>``: torch's random generator states (uint8);
+* tensors ``objective/<i>``: what the task's objective learns besides the network (a GAN
+  discriminator and its optimiser), its non-tensor parts in the JSON as ``objective``;
 * metadata ``ftn_checkpoint``: JSON with the step, the elapsed wall time, the config, the optimizer's
   non-tensor state (``param_groups`` and any non-tensor per-parameter entries) and the scheduler's
   state dict.
@@ -63,6 +65,33 @@ def _join_optimizer_state(tensors: dict[str, Tensor], info: dict[str, Any]) -> d
     return {"state": state, "param_groups": groups}
 
 
+def _split_tree(tree: Any, tensors: dict[str, Tensor], prefix: str) -> Any:
+    """A JSON-ready copy of a nested dict/list ``tree``; its tensors go to ``tensors`` by reference."""
+    if isinstance(tree, Tensor):
+        key = f"{prefix}/{len(tensors)}"
+        tensors[key] = tree
+        return {"__tensor__": key}
+    if isinstance(tree, dict):
+        if tree and all(isinstance(k, int) for k in tree):  # optimizer states are keyed by int
+            return {"__int_keys__": {str(k): _split_tree(v, tensors, prefix) for k, v in tree.items()}}
+        return {str(k): _split_tree(v, tensors, prefix) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_split_tree(v, tensors, prefix) for v in tree]
+    return tree
+
+
+def _join_tree(tree: Any, tensors: dict[str, Tensor]) -> Any:
+    if isinstance(tree, dict):
+        if set(tree) == {"__tensor__"}:
+            return tensors[tree["__tensor__"]]
+        if set(tree) == {"__int_keys__"}:
+            return {int(k): _join_tree(v, tensors) for k, v in tree["__int_keys__"].items()}
+        return {k: _join_tree(v, tensors) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_join_tree(v, tensors) for v in tree]
+    return tree
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -102,11 +131,13 @@ def save_checkpoint(
     elapsed_s: float,
     config: dict[str, Any],
     extra: dict[str, Any] | None = None,
+    objective_state: dict[str, Any] | None = None,
 ) -> None:
     """Write the training state after ``step`` completed iterations to ``path``, atomically.
 
     ``model`` is the bare module (not a DistributedDataParallel wrapper); ``extra`` is any JSON-ready
-    dict the loop wants back on resume.
+    dict the loop wants back on resume; ``objective_state`` is ``Objective.checkpoint_state()`` (nested
+    dicts and lists of tensors and plain values).
     """
     tensors: dict[str, Tensor] = {f"model/{k}": v for k, v in model.state_dict().items()}
     optim_tensors, optim_info = _split_optimizer_state(optimizer.state_dict())
@@ -115,6 +146,7 @@ def save_checkpoint(
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, state in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng/cuda/{i}"] = state
+    objective_json = _split_tree(objective_state or {}, tensors, "objective")
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     info = {
         "format": CHECKPOINT_FORMAT,
@@ -124,6 +156,7 @@ def save_checkpoint(
         "optimizer": optim_info,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "extra": extra or {},
+        "objective": objective_json,
     }
     _write_atomically(tensors, {_META_KEY: json.dumps(info)}, Path(path))
 
@@ -154,7 +187,7 @@ def load_checkpoint(
     """Restore ``model`` (and optimizer, scheduler, RNG when given) in place from ``path``.
 
     Returns the checkpoint's info: ``step`` (iterations completed), ``elapsed_s``, ``config``,
-    ``extra``.
+    ``extra``, ``objective_state`` (for ``Objective.load_checkpoint_state``).
     """
     info = read_checkpoint_info(path)
     with safe_open(str(path), framework="pt") as f:
@@ -171,4 +204,5 @@ def load_checkpoint(
         cuda_states = [tensors[f"rng/cuda/{i}"] for i in range(len(tensors)) if f"rng/cuda/{i}" in tensors]
         if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)
+    info["objective_state"] = _join_tree(info.get("objective") or {}, tensors)
     return info

@@ -184,12 +184,6 @@ def forward(model: nn.Module, x: Tensor, stage: str, alpha: float = 1.0) -> Tens
     return model(x, alpha=alpha) if stage == "tuner" else model(x)
 
 
-def compute_loss(output: Tensor, target: Tensor, kind: str) -> Tensor:
-    if kind == "l1":
-        return F.l1_loss(output, target)
-    return F.mse_loss(output, target)
-
-
 # -- optimisation ----------------------------------------------------------------------------------
 
 
@@ -277,7 +271,7 @@ def validate(model: nn.Module, eval_sets: dict[Any, EvalSet], config: TrainConfi
 
 
 def log_columns(levels: list[Any]) -> list[str]:
-    return ["step", "loss", "lr", "elapsed_s", "val_psnr"] + [f"val_psnr_{lv:g}" for lv in levels[1:]]
+    return ["step", "loss", "lr", "elapsed_s", "val_psnr"] + [f"val_psnr_{lv:g}" for lv in levels[1:]] + ["loss_parts"]
 
 
 def start_log(path: Path, columns: list[str], keep_until: int) -> None:
@@ -413,6 +407,7 @@ def _train(config: TrainConfig, procs: Processes, *, resume: bool, progress: boo
     model.to(procs.device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
     model.train()
     params = trainable_parameters(model, config.stage)
+    objective = task.objective(config.level, pixel_loss=config.loss, patch_size=config.patch_size).to(procs.device)
     optimizer = build_optimizer(params, config)
     scheduler = build_scheduler(optimizer, config)
     start_step, elapsed_before, last_checkpoint, extra = 0, 0.0, None, {}
@@ -421,6 +416,7 @@ def _train(config: TrainConfig, procs: Processes, *, resume: bool, progress: boo
         info = load_checkpoint(checkpoint_path, model, optimizer, scheduler)
         start_step, elapsed_before, last_checkpoint = info["step"], info["elapsed_s"], info["step"]
         extra = info.get("extra") or {}
+        objective.load_checkpoint_state(info["objective_state"])
     ddp_model: nn.Module = model
     if procs.world_size > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
@@ -461,7 +457,8 @@ def _train(config: TrainConfig, procs: Processes, *, resume: bool, progress: boo
     try:
         for step in range(start_step, config.iterations):
             degraded, clean = next_batch(sampler, step, config, procs)
-            loss = compute_loss(forward(ddp_model, degraded, config.stage), clean, config.loss)
+            output = forward(ddp_model, degraded, config.stage)
+            loss, parts = objective(output, clean)
             loss_value = global_mean(loss.detach(), procs)
             lr = optimizer.param_groups[0]["lr"]
             if not math.isfinite(loss_value):
@@ -473,6 +470,7 @@ def _train(config: TrainConfig, procs: Processes, *, resume: bool, progress: boo
                 nn.utils.clip_grad_norm_(params, config.grad_clip)
             optimizer.step()
             scheduler.step()
+            parts.update(objective.update(output.detach(), clean))  # e.g. a GAN discriminator's step
             done = step + 1
             last = done == config.iterations
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
@@ -492,10 +490,13 @@ def _train(config: TrainConfig, procs: Processes, *, resume: bool, progress: boo
                 say(f"step {done}: " + ", ".join(f"{task.label(lv)} {s:.2f} dB" for lv, s in scores.items()), procs)
             if row or done % config.log_every == 0 or last:
                 row.update(step=done, loss=f"{loss_value:.6g}", lr=f"{lr:.6g}", elapsed_s=f"{elapsed():.1f}")
+                if parts:
+                    row["loss_parts"] = " ".join(f"{k}={v:.4g}" for k, v in parts.items())
                 append_log(log_path, columns, row)
             if checkpoint_now:
                 save_checkpoint(checkpoint_path, model=model, optimizer=optimizer, scheduler=scheduler, step=done,
-                                elapsed_s=elapsed(), config=recipe, extra=extra)
+                                elapsed_s=elapsed(), config=recipe, extra=extra,
+                                objective_state=objective.checkpoint_state())
                 last_checkpoint = done
     finally:
         bar.close()
