@@ -2,6 +2,7 @@
 
     python scripts/ship_models.py                 # both tasks
     python scripts/ship_models.py --tasks denoise --threads 1
+    python scripts/ship_models.py --from-run reproduce/runs/perceptual/sr-rrdb/ftn --name sr-pd-x4
 
 For each task: stage 1 (configs/<task>-base.yaml), stage 2 (configs/<task>-ftn16.yaml), an alpha sweep
 on Set14 (not a test set of the paper) whose best alphas become the model's level -> alpha
@@ -67,11 +68,46 @@ def ship(task_name: str, threads: int | None) -> Path:
     return target
 
 
+def ship_run(run_dir: Path, name: str) -> Path:
+    """Ship a finished reproduce run (a tuner run and its stage-1 base) as ``src/ftn/models/<name>``.
+
+    The perceptual models have no level -> alpha calibration: their levels are objectives (L1 vs
+    L1 + VGG + GAN) or styles, which no test image can measure, so alpha is the control itself.
+    """
+    model_path = run_dir / "model.safetensors"
+    meta = ftn.io.read_metadata(model_path)
+    recipe = meta.get("recipe", {})
+    base_meta = ftn.io.read_metadata(recipe["base"]).get("training", {}) if recipe.get("base") else {}
+    stage2 = meta.get("training", {})
+    machine = stage2.get("machine", {})
+    where = machine.get("gpu") or machine.get("cpu", "?")
+    budget = (
+        f"stage 1 {base_meta.get('iterations')} iterations in {base_meta.get('wall_time_s', 0) / 60:.1f} min, "
+        f"stage 2 {stage2.get('iterations')} iterations in {stage2.get('wall_time_s', 0) / 60:.1f} min, "
+        f"batch {recipe.get('batch_size')} x {recipe.get('patch_size')} px patches of {Path(recipe.get('train_data', '?')).name}, "
+        f"on {where}; network {recipe.get('arch')} {recipe.get('arch_options')} (a mini preset)"
+    )
+    model = ftn.load(model_path)
+    target = Path("src/ftn/models") / f"{name}.safetensors"
+    stage1_summary = {k: base_meta.get(k) for k in ("iterations", "wall_time_s", "machine")}
+    ftn.save(model, target, training={**stage2, "budget": budget, "stage1": stage1_summary},
+             shipped_from=str(run_dir))
+    print(f"{name}: shipped {target} ({target.stat().st_size / 1e6:.2f} MB); {budget}")
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["denoise", "dejpeg"])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--from-run", type=Path, default=None, help="ship this finished reproduce run instead")
+    parser.add_argument("--name", default=None, help="the shipped name for --from-run")
     args = parser.parse_args(argv)
+    if args.from_run is not None:
+        if not args.name:
+            parser.error("--from-run needs --name")
+        ship_run(args.from_run, args.name)
+        return 0
     for task_name in args.tasks:
         ship(task_name, args.threads)
     return 0
