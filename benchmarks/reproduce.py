@@ -118,7 +118,7 @@ FIG5_ROWS = [("FTN (G=1)", "ftn", 1), ("FTN-gc4", "ftn-gc4", 4), ("FTN-gc16", "f
 TASK_TITLES = {"denoise": "Gaussian denoising", "dejpeg": "JPEG artefact removal"}
 
 RECIPE_KEYS = {"name", "runs_dir", "out", "threads", "seconds_per_iteration", "train", "tuner", "eval", "smooth",
-               "complexity", "tasks", "notes", "bases_from"}
+               "complexity", "tasks", "notes", "bases_from", "compare_with"}
 TASK_KEYS = {"task", "task_options", "levels", "test_data", "unseen", "runs", "train", "tuner"}
 # per task: ``task`` (the registered task, default the entry's name, so two entries can train the same
 # task on two networks), ``train`` / ``tuner`` (training keys for this task's runs / tuner runs)
@@ -1094,10 +1094,56 @@ class Report:
                 "above tune every conv, the default of `ftn.attach`)."]
         return "\n".join(out)
 
+    def budget_check(self, other: "Report", path: str) -> str:
+        """The same tables' key numbers from a study that differs only in its budget (``compare_with``)."""
+        mine = self.recipe.raw.get("tuner", {}).get("iterations")
+        theirs = other.recipe.raw.get("tuner", {}).get("iterations")
+        out = [f"## 8. Budget check: stage 2 with {theirs} instead of {mine} iterations", "",
+               f"Where this study's ordering differs from the paper's, is it the methods or the short stage 2? `{path}` "
+               f"trains every stage-2 run again with {theirs} iterations, from the same stage-1 bases, everything else "
+               f"equal (its own report: `{other.out}/results.md`). Per method: PSNR at level 2 (adaptation), mean best PSNR "
+               "over the unseen levels (interpolation), and the mean distance of the best alpha from the linear one.", ""]
+        for task, spec in self.recipe.tasks.items():
+            l1, l2 = spec["levels"]
+            unseen = spec["unseen"]
+            rows = []
+            order: dict[str, list[tuple[str, float]]] = {"short": [], "long": []}
+            for label, run in TABLE2_ROWS:
+                cells = [label]
+                for key, rep in (("short", self), ("long", other)):
+                    a2 = rep.best(task, run, l2)
+                    ents = [rep.level(task, run, u) for u in unseen]
+                    if a2 is None or any(e is None for e in ents):
+                        cells += ["—"] * 3
+                        continue
+                    interp = float(np.mean([e["best_psnr"] for e in ents]))
+                    dist = float(np.mean([abs(e["best_alpha"] - e["linear_alpha"]) for e in ents]))
+                    cells += [f2(a2), f2(interp), f"{dist:.3f}"]
+                    order[key].append((label, interp))
+                rows.append(cells)
+            out.append(f"### {TASK_TITLES.get(task, task)}")
+            out.append("")
+            out.append(table(["method", f"level 2, {mine} it", f"unseen (mean best), {mine} it", f"alpha distance, {mine} it",
+                              f"level 2, {theirs} it", f"unseen (mean best), {theirs} it", f"alpha distance, {theirs} it"], rows))
+            out.append("")
+            for key, n in (("short", mine), ("long", theirs)):
+                if order[key]:
+                    ranked = " > ".join(k for k, _ in sorted(order[key], key=lambda kv: -kv[1]))
+                    out.append(f"Interpolation order with {n} iterations: {ranked}.")
+            out.append("")
+            if order["short"] and order["long"]:
+                self.findings.append(
+                    f"Budget check ({task}): interpolation order with {mine} stage-2 iterations "
+                    + " > ".join(k for k, _ in sorted(order['short'], key=lambda kv: -kv[1]))
+                    + f"; with {theirs}: " + " > ".join(k for k, _ in sorted(order['long'], key=lambda kv: -kv[1])) + "."
+                )
+        return "\n".join(out)
+
     def findings_section(self) -> str:
         out = ["## Where our results and the paper's agree or differ", "",
                "Computed from the tables above; a difference is a question to investigate (a baseline's bug is as "
-               "likely as a real effect of the smaller budget), not a conclusion.", ""]
+               "likely as a real effect of the smaller budget), not a conclusion. What was checked, and what the "
+               "budget check (section 8) changed: `docs/investigation.md`.", ""]
         out += [f"- {f}" for f in self.findings] or ["- (no complete comparison yet)"]
         return "\n".join(out)
 
@@ -1174,7 +1220,17 @@ def build_report(recipe: Recipe, out: Path, *, progress: bool) -> tuple[str, dic
     out.mkdir(parents=True, exist_ok=True)
     report = Report(recipe, evals, smooths, filters, comp, out)
     sections = [report.header(), report.budget(), report.table2(), report.table1(), report.table3(), report.fig5(),
-                report.fig6(), report.smoothness(strips, data), report.table4(), report.findings_section()]
+                report.fig6(), report.smoothness(strips, data), report.table4()]
+    compare = recipe.raw.get("compare_with")
+    if compare:  # the same study at another budget: only its cached evaluations are read
+        other = load_recipe(Path(compare))
+        other_evals, other_data = {}, EvalData(other)
+        for run in other.runs:
+            if run.model_path.is_file():
+                other_evals[run.key], cached = evaluate_run(other, run, other_data)
+                note(cached)
+        sections.append(report.budget_check(Report(other, other_evals, {}, {}, None, other.out), compare))
+    sections.append(report.findings_section())
     return "\n\n".join(sections).rstrip() + "\n", counts
 
 

@@ -310,7 +310,7 @@ def build_perceptual_sections(recipe: Any, out: Path, *, progress: bool) -> tupl
     findings: list[str] = []
 
     if sr_tasks:
-        text = ["## 8. PD-controllable x4 super-resolution (perception-distortion)", ""]
+        text = ["## 9. PD-controllable x4 super-resolution (perception-distortion)", ""]
         text.append(
             "Stage 1 trains the network with L1 (alpha 0, PSNR-oriented); stage 2 trains each method's tuner with "
             "ESRGAN's objective (L1 + VGG + relativistic GAN, `ftn.tasks.sr`) at alpha 1. Test images: "
@@ -391,7 +391,7 @@ def build_perceptual_sections(recipe: Any, out: Path, *, progress: bool) -> tupl
         sections.append("\n".join(text))
 
     if style_tasks:
-        text = ["## 9. Continuous style transfer", ""]
+        text = ["## 10. Continuous style transfer", ""]
         text.append("Stage 1 trains the Transform-Net on style A (alpha 0); stage 2 trains each method for style B at "
                     "alpha 1 (`ftn.tasks.style`: Johnson et al.'s content + Gram style loss on VGG16). Losses below are "
                     "measured on the content image shown, with the same VGG; style loss to level 1 should rise and to "
@@ -428,7 +428,7 @@ def build_perceptual_sections(recipe: Any, out: Path, *, progress: bool) -> tupl
         sections.append("\n".join(text))
 
     # per-pixel control through the CLI
-    pp = ["## 10. Per-pixel control (Figure 9 analogue)", "",
+    pp = ["## 11. Per-pixel control (Figure 9 analogue)", "",
           "`ftn run --alpha-map ramp.png` with a left-to-right ramp (black = alpha 0, white = alpha 1), beside the same "
           "model at alpha 0 and 1 — run through the command-line tool itself. Where the map is constant the output "
           "equals the global-alpha output (tested in `tests/test_perceptual.py`).", ""]

@@ -33,15 +33,15 @@ save_file({k: v.float() for k, v in load(raw).items()}, "../shared/weights/vgg16
 PY
 fi
 python3 -c "import torch, ftn; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
-runs_of() {  # runs_of PHASE: "recipe|task/run" of the missing runs; phase 1: those that can start now, 2: all
+runs_of() {  # runs_of WHICH: "recipe|task/run" of the missing runs; 1: those that can start now, 2: all
   python3 - "$1" $RECIPES <<'PY'
 import sys; sys.path.insert(0, "benchmarks"); from reproduce import load_recipe; from pathlib import Path
-phase = sys.argv[1]
+which = sys.argv[1]
 for path in sys.argv[2:]:
     r = load_recipe(Path(path))
     ready = lambda x: x.stage == "base" or Path(x.config.base).is_file()
     own = lambda x: not (x.stage == "base" and r.raw.get("bases_from"))  # bases_from: another study's networks
-    print(" ".join(f"{path}|{x.key}" for x in r.runs if own(x) and not x.model_path.is_file() and (phase == "2" or ready(x))))
+    print(" ".join(f"{path}|{x.key}" for x in r.runs if own(x) and not x.model_path.is_file() and (which == "2" or ready(x))))
 PY
 }
 phase() {  # train each run in its own process, all at once
@@ -62,15 +62,20 @@ if missing:
     sys.exit(f"training data missing: {missing} (put them under .carry/<path below ../shared>)")
 PY
 START=$(date +%s)
-FIRST=$(runs_of 1 | xargs)
-echo "phase 1 (stage-1 networks, and tuners whose base exists): $FIRST"
-phase $(( TRAIN_S * 55 / 100 )) $FIRST  # leave the tuners that wait for these bases their share
-echo "phase 1 done after $(( $(date +%s) - START )) s"
-TUNERS=$(runs_of 2 | xargs)
-echo "phase 2 (the other tuners): $TUNERS"
-LEFT=$(( TRAIN_S - ($(date +%s) - START) )); [ "$LEFT" -lt 30 ] && LEFT=30
-phase "$LEFT" $TUNERS
-echo "phase 2 done after $(( $(date +%s) - START )) s"
+# rounds: each starts every missing run that can start (a stage-1 network, or a tuner whose base
+# exists) and waits for them; a run cut off by the time cap resumes from its checkpoint next round
+ROUND=1
+while true; do
+  LEFT=$(( TRAIN_S - ($(date +%s) - START) ))
+  READY=$(runs_of 1 | xargs)
+  [ -z "$READY" ] || [ "$LEFT" -lt 20 ] && break
+  echo "round $ROUND (${LEFT} s left): $READY"
+  phase "$LEFT" $READY
+  echo "round $ROUND done after $(( $(date +%s) - START )) s"
+  ROUND=$((ROUND + 1))
+  [ "$ROUND" -gt 5 ] && break
+done
+echo "still missing: $(runs_of 2 | xargs)"
 for recipe in $REPORT_RECIPES; do
   timeout "$REPORT_S" python3 benchmarks/reproduce.py --recipe "$recipe" --no-progress --only-report --out /tmp/report \
     >"$LOGS/report_$(basename "$recipe" .yaml).log" 2>&1

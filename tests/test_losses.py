@@ -211,8 +211,8 @@ def test_load_torchvision_style_pth(tmp_path: Path) -> None:
     assert model.arch == "vgg16" and model.convention == "torchvision_rgb"
     for key, value in source.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
-    with pytest.raises(ValueError, match="convention="):
-        VGG16Features.load(path)
+    with pytest.warns(UserWarning, match="assuming torchvision's"):  # a bare .pth: torchvision's files
+        assert VGG16Features.load(path).convention == "torchvision_rgb"
 
 
 def test_infer_arch_from_state_dicts() -> None:

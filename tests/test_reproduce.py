@@ -133,6 +133,15 @@ def test_tiny_reproduce_end_to_end(tmp_path: Path) -> None:
     assert {p: p.stat().st_mtime_ns for p in runs.glob("*/*/eval.json")} == evals
     assert (out / "results.md").read_text() == text
 
+    # the budget check reads a second study's cached evaluations (here: the same runs under another name)
+    twin = tmp_path / "twin.yaml"
+    twin.write_text(TINY.read_text().replace("runs_dir:", f"runs_dir: {runs}  #", 1))
+    checked = tmp_path / "checked"
+    _run("--set", f"runs_dir={runs}", "--out", str(checked), "--only-report", "--set", f"compare_with={twin}")
+    budget = _section((checked / "results.md").read_text(), "## 8. Budget check")
+    assert "| FTN-gc16 |" in budget and "Interpolation order with" in budget
+    assert re.search(r"\| DNI \| \d+\.\d{2} \| \d+\.\d{2} \| \d\.\d{3} \|", budget), budget
+
     # a missing run is trained again on its own; the others stay cached
     (runs / "denoise" / "ftn-gc4" / "model.safetensors").unlink()
     third = _run("--set", f"runs_dir={runs}", "--only-train")
@@ -177,11 +186,11 @@ def test_perceptual_tiny_reproduce_end_to_end(tmp_path: Path) -> None:
     trained, evaluated, cached = _summary(done.stdout)
     assert trained == 6 and evaluated == 4 and cached == 0
     text = (out / "results.md").read_text()
-    for heading in ("## 8. PD-controllable x4 super-resolution", "## 9. Continuous style transfer", "## 10. Per-pixel control"):
+    for heading in ("## 9. PD-controllable x4 super-resolution", "## 10. Continuous style transfer", "## 11. Per-pixel control"):
         assert heading in text, heading
-    pd = _section(text, "## 8.")
+    pd = _section(text, "## 9.")
     assert "NIQE" in pd and "| FTN-gc16 | 1 |" in pd and "| DNI | 0 |" in pd and "Colour drift" in pd
-    assert "style loss to style mosaic" in _section(text, "## 9.")
+    assert "style loss to style mosaic" in _section(text, "## 10.")
     for name in ("perceptual-pd.png", "perceptual-sr-crops-sr-rrdb.png", "style-grid-style.png", "perpixel-style.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 1000, name
     # a report-only rerun is served from the caches

@@ -291,6 +291,11 @@ class VGGFeatures(nn.Module):
                               "as asked", stacklevel=2)
         elif stated is not None:
             chosen = stated
+        elif Path(path).suffix in (".pth", ".pt"):
+            # a bare PyTorch state dict: torchvision's VGG files are the ones in circulation
+            chosen = "torchvision_rgb"
+            warnings.warn(f"{path}: no input convention stated; assuming torchvision's (RGB in [0, 1], ImageNet "
+                          "mean/std), as for torchvision's vgg16/vgg19 files", stacklevel=2)
         else:
             raise ValueError(f"{path}: the file does not state the input convention its weights expect; "
                              f"pass convention='caffe_bgr_255' or 'torchvision_rgb' ({_PTH_HINT})")
@@ -401,11 +406,11 @@ def _how_to_provide() -> str:
         "weights, and ftn never downloads anything at run time. Provide them in one of these ways:\n"
         f"  * set the environment variable {ENV_VAR}=/path/to/weights "
         "(.safetensors, or a .pth state dict);\n"
-        "  * pass the file explicitly (the vgg_weights= option / --vgg-weights, or "
-        "find_vgg_weights(path) / VGGFeatures.load(path));\n"
+        "  * pass the file explicitly (the task option vgg_weights, e.g. `task_options: {vgg_weights: PATH}` "
+        "in a training config, or find_vgg_weights(path) / VGGFeatures.load(path));\n"
         f"  * put the project's shared file at ../shared/weights/{DEFAULT_WEIGHTS_NAME};\n"
         "  * or download torchvision's VGG16 weights on another machine "
         "(https://download.pytorch.org/models/vgg16-397923af.pth), copy the file here and point "
-        f"{ENV_VAR} at it (it is read with weights_only=True; its input convention is 'torchvision_rgb', "
-        "pass convention='torchvision_rgb' if asked)."
+        f"{ENV_VAR} at it (it is read with weights_only=True; a .pth file is taken to use torchvision's "
+        "input convention)."
     )
