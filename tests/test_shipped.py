@@ -59,3 +59,22 @@ def test_level_50_is_within_0_3_db_of_the_best_alpha(tmp_path) -> None:
     with torch.inference_mode():
         grid = [psnr(model(x, alpha=float(a)).clamp(0, 1)[0], clean) for a in np.linspace(0, 1, 21)]
     assert by_level >= max(grid) - 0.3, (by_level, max(grid))
+
+
+@pytest.mark.parametrize(
+    "name,task,levels,scale",
+    [("sr-pd-x4", "sr", [{"perception": 0}, {"perception": 1}], 4), ("style-mosaic-candy", "style", [{"style": 0}, {"style": 1}], 1)],
+)
+def test_shipped_perceptual_models_run_from_the_cli(tmp_path, name: str, task: str, levels: list, scale: int) -> None:
+    assert name in available(), f"shipped model {name!r} is missing from src/ftn/models"
+    path = available()[name]
+    assert path.stat().st_size < 5_000_000
+    meta = ftn.io.read_metadata(path)
+    assert meta["task"] == task and meta["levels"] == levels and "budget" in meta["training"]
+    rng = np.random.default_rng(0)
+    save_image(tmp_path / "in.png", torch.from_numpy(rng.random((3, 20, 24), dtype=np.float32)))
+    for alpha in ("0", "0.5", "1"):
+        out = tmp_path / f"out-{alpha}.png"
+        assert main(["run", "-i", str(tmp_path / "in.png"), "-o", str(out), "--model", name, "--alpha", alpha, "--device", "cpu"]) == 0
+        assert load_image(out).image.shape == (3, 20 * scale, 24 * scale)
+    assert not torch.equal(load_image(tmp_path / "out-0.png").image, load_image(tmp_path / "out-1.png").image)
