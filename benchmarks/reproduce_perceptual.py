@@ -433,8 +433,11 @@ def build_perceptual_sections(recipe: Any, out: Path, *, progress: bool) -> tupl
           "model at alpha 0 and 1 — run through the command-line tool itself. Where the map is constant the output "
           "equals the global-alpha output (tested in `tests/test_perceptual.py`).", ""]
     made = False
-    for task_name, run_name, title in [(t, "ftn", "PD-SR: L1 (left) -> L1+VGG+GAN (right)") for t in sr_tasks[:1]] + \
-            [(t, "ftn", "style: level 1 (left) -> level 2 (right)") for t in style_tasks[:1]]:
+    def first_ready(tasks: list[str]) -> list[str]:  # the first task whose FTN run is trained
+        return [t for t in tasks if f"{t}/ftn" in ready][:1]
+
+    for task_name, run_name, title in [(t, "ftn", "PD-SR: L1 (left) -> L1+VGG+GAN (right)") for t in first_ready(sr_tasks)] + \
+            [(t, "ftn", "style: level 1 (left) -> level 2 (right)") for t in first_ready(style_tasks)]:
         run = recipe.run(task_name, run_name)
         if run is None or run.key not in ready:
             continue
