@@ -68,3 +68,35 @@ def test_format_table_lists_every_row(adafm_rows: dict) -> None:
     text = format_table(list(adafm_rows.values()), markdown=True)
     for name in ("baseline", "+cfsnet", "+adafm", "+ftn", "+ftn(G=16)"):
         assert f"| {name} |" in text
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "same"),
+    [
+        ("ftn", {"groups": 1}, True),
+        ("ftn", {"groups": 4, "depth": 3}, True),
+        ("ftn", {"groups": 1, "spatial": True}, True),
+        ("dni", {}, True),
+        ("adafm", {"kernel_size": 1}, True),
+        ("adafm", {"kernel_size": 3}, False),  # a residual depth-wise conv per layer: real extra work
+        ("dynamic_net", {}, False),
+    ],
+)
+def test_fixed_alpha_runs_the_plain_networks_operators(method, options, same) -> None:
+    """The exact form of the speed claim: at a cached alpha, the same ATen ops on the same shapes."""
+    from ftn.eval.complexity import aten_ops
+
+    torch.manual_seed(0)
+    net = ftn.build_arch("adafm_net", size="mini", channels=8, blocks=2).eval()
+    x = torch.rand(1, 3, 24, 24)
+    plain = aten_ops(net, x)
+    import copy
+
+    model = ftn.attach(copy.deepcopy(net), method, **options).eval()
+    with torch.no_grad():
+        for p in model.tuner_parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    run = lambda inp: model(inp, alpha=0.5)  # noqa: E731
+    with torch.inference_mode():
+        run(x)  # fills the kernel caches
+    assert (aten_ops(run, x) == plain) is same

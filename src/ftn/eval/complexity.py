@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..archs import build_arch
 from ..methods import attach
 
-__all__ = ["ComplexityRow", "PAPER_TABLE4", "count_parameters", "count_macs", "table4", "format_table"]
+__all__ = ["ComplexityRow", "PAPER_TABLE4", "count_parameters", "count_macs", "aten_ops", "table4", "format_table"]
 
 # Paper, Table 4: (GFLOPs, printed overhead in %, params in M) per row, for AdaFM-Net denoising
 # (256 x 256 input) and CFSNet-30 x2 super-resolution (256 x 256 input). The printed overheads of the
@@ -74,6 +74,28 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> int:
         for p, flag in flags:
             p.requires_grad_(flag)
     return counter.get_total_flops() // 2
+
+
+def aten_ops(run: Any, x: torch.Tensor) -> list[tuple[str, tuple[tuple[int, ...], ...]]]:
+    """The ATen operators one call ``run(x)`` executes, each with the shapes of its tensor arguments.
+
+    Two models whose lists are equal do the same work, operator for operator: the exact form of "a
+    tunable model at a fixed alpha costs what the plain network costs", where timings on a shared
+    machine can only say it within their noise. Call ``run`` once before (caches filled).
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    ops: list[tuple[str, tuple[tuple[int, ...], ...]]] = []
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+            shapes = tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor))
+            ops.append((str(func.overloadpacket.__name__), shapes))
+            return func(*args, **(kwargs or {}))
+
+    with torch.inference_mode(), Recorder():
+        run(x)
+    return ops
 
 
 def _clear_caches(model: nn.Module) -> None:
