@@ -32,7 +32,7 @@ import torch
 import ftn
 from ftn.data.datasets import EvalSet
 from ftn.eval.analysis import alpha_path, largest_drift
-from ftn.eval.metrics import psnr, rgb_to_y, ssim, to_uint8
+from ftn.eval.metrics import psnr, ssim, to_uint8
 from ftn.tasks import get_task
 
 PERCEPTUAL_TASKS = {"sr", "style", "style-strength"}

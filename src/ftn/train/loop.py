@@ -34,7 +34,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-import torch.nn.functional as F
 import yaml
 from torch import Tensor
 from tqdm import tqdm
