@@ -91,6 +91,13 @@ def test_style_input_is_the_content_and_restoration_objective_is_pixel() -> None
     assert torch.isclose(loss, (x**2).mean()) and parts == {}
 
 
+def test_style_training_refuses_psnr_validation(folder: Path, tmp_path: Path) -> None:
+    config = TrainConfig(name="s", out_dir=str(tmp_path / "s"), task="style", level=0, arch="transform_net",
+                         arch_options={"size": "mini"}, train_data=str(folder), val_data=str(folder), iterations=1)
+    with pytest.raises(ValueError, match="no reference output"):
+        train(config, progress=False)
+
+
 def test_missing_style_image_says_what_to_do(tmp_path, monkeypatch) -> None:
     from ftn.tasks.style import find_style
 

@@ -392,6 +392,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
 
 def _train(config: TrainConfig, procs: Processes, *, resume: bool, progress: bool) -> Path:
     task = get_task(config.task, **config.task_options)
+    if config.val_data and not task.has_reference:
+        raise ValueError(f"task {task.name!r} has no reference output to measure PSNR against; set val_data: null")
     config, level1, base_meta = resolve_config(config, task)
     recipe = config_to_dict(config)
     out_dir = Path(config.out_dir)
