@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fnmatch
-import hashlib
 import json
 import math
 import os
@@ -59,6 +58,8 @@ from ftn.train.checkpoint import read_checkpoint_info
 from ftn.train.config import TrainConfig, parse_override, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, however this file is loaded
+from run_cache import cached, sha256_file, write_json  # noqa: E402
 EVAL_VERSION = 1  # bump when the evaluation protocol changes: every cached evaluation is redone
 
 # -- the paper's numbers, typed from ../shared/paper/ftn-paper.txt ------------------------------------
@@ -370,27 +371,6 @@ class EvalData:
                 "task_options": spec.get("task_options") or {}, "seed": 0, "version": EVAL_VERSION}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _cached(path: Path, signature: dict[str, Any]) -> dict[str, Any] | None:
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            return None
-        if data.get("signature") == signature:
-            return data
-    return None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
 
 
 def eval_device(recipe: Recipe) -> torch.device:
@@ -444,10 +424,10 @@ def evaluate_run(recipe: Recipe, run: Run, data: EvalData) -> tuple[dict[str, An
     """PSNR of one run: per level, at a grid of alphas for unseen levels (tuner runs). Cached."""
     levels = _eval_levels(recipe, run)
     grid = alpha_grid(int(recipe.eval["alpha_steps"]))
-    signature = {**data.signature(run.task), "model_sha256": _sha256(run.model_path), "levels": levels,
+    signature = {**data.signature(run.task), "model_sha256": sha256_file(run.model_path), "levels": levels,
                  "alphas": grid, "refine": bool(recipe.eval["refine"])}
     cache = run.dir / "eval.json"
-    hit = _cached(cache, signature)
+    hit = cached(cache, signature)
     if hit is not None:
         return hit, True
     t0 = time.perf_counter()
@@ -481,7 +461,7 @@ def evaluate_run(recipe: Recipe, run: Run, data: EvalData) -> tuple[dict[str, An
     if run.stage == "tuner":  # sanity: alpha 0 must be the stage-1 network
         result["alpha0_level1_psnr"] = result["levels"][f"{run.levels[0]:g}"]["psnr"][0]  # type: ignore[index]
     result["wall_s"] = round(time.perf_counter() - t0, 1)
-    _write_json(cache, result)
+    write_json(cache, result)
     return result, False
 
 
@@ -491,10 +471,10 @@ def smooth_run(recipe: Recipe, run: Run, data: EvalData) -> tuple[dict[str, Any]
     grid = alpha_grid(int(recipe.eval["alpha_steps"]))
     strip_alphas = [float(a) for a in cfg["strip_alphas"]]
     alphas = sorted(set(grid) | set(strip_alphas))
-    signature = {**data.signature(run.task), "model_sha256": _sha256(run.model_path), "level": cfg["level"],
+    signature = {**data.signature(run.task), "model_sha256": sha256_file(run.model_path), "level": cfg["level"],
                  "images": cfg["images"], "alphas": alphas, "strip_crop": cfg["strip_crop"]}
     cache, strip_png = run.dir / "smooth.json", run.dir / "strip.png"
-    hit = _cached(cache, signature)
+    hit = cached(cache, signature)
     if hit is not None and strip_png.is_file():
         return hit, True
     t0 = time.perf_counter()
@@ -511,18 +491,18 @@ def smooth_run(recipe: Recipe, run: Run, data: EvalData) -> tuple[dict[str, Any]
             crops.append(to_uint8(_crop(out, int(cfg["strip_crop"]))).astype(np.uint8))
     _save_png(_hstack(crops), strip_png)
     result["wall_s"] = round(time.perf_counter() - t0, 1)
-    _write_json(cache, result)
+    write_json(cache, result)
     return result, False
 
 
 def filters_run(run: Run) -> tuple[dict[str, Any], bool]:
-    signature = {"model_sha256": _sha256(run.model_path), "version": EVAL_VERSION}
+    signature = {"model_sha256": sha256_file(run.model_path), "version": EVAL_VERSION}
     cache = run.dir / "filters.json"
-    hit = _cached(cache, signature)
+    hit = cached(cache, signature)
     if hit is not None:
         return hit, True
     result = {"signature": signature, "run": run.key, **filter_analysis(ftn.load(run.model_path).eval())}
-    _write_json(cache, result)
+    write_json(cache, result)
     return result, False
 
 
@@ -536,7 +516,7 @@ def complexity(recipe: Recipe) -> tuple[dict[str, Any], bool]:
     signature = {"paper_setting": spec, "trained": {"arch": arch, "arch_options": trained, "size": spec.get("size", 256)},
                  "torch": torch.__version__.split("+")[0], "version": EVAL_VERSION}
     cache = recipe.runs_dir / "complexity.json"
-    hit = _cached(cache, signature)
+    hit = cached(cache, signature)
     if hit is not None:
         return hit, True
     t0 = time.perf_counter()
@@ -545,7 +525,7 @@ def complexity(recipe: Recipe) -> tuple[dict[str, Any], bool]:
     result = {"signature": signature, "paper_setting": [dataclasses.asdict(r) for r in paper_rows],
               "trained": [dataclasses.asdict(r) for r in ours_rows], "wall_s": round(time.perf_counter() - t0, 1)}
     recipe.runs_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(cache, result)
+    write_json(cache, result)
     return result, False
 
 

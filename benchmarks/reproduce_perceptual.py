@@ -18,7 +18,6 @@ figures into the report folder:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import tempfile
@@ -34,6 +33,7 @@ from ftn.data.datasets import EvalSet
 from ftn.eval.analysis import alpha_path, largest_drift
 from ftn.eval.metrics import psnr, ssim, to_uint8
 from ftn.tasks import get_task
+from run_cache import cached, sha256_file
 
 PERCEPTUAL_TASKS = {"sr", "style", "style-strength"}
 EVAL_VERSION = 1
@@ -48,21 +48,6 @@ def is_perceptual(recipe: Any) -> bool:
 
 def _task_type(recipe: Any, task_name: str) -> str:
     return str(recipe.tasks[task_name].get("task") or task_name)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _cached(path: Path, signature: dict[str, Any]) -> dict[str, Any] | None:
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            return None
-        if data.get("signature") == signature:
-            return data
-    return None
 
 
 def _folders(spec: dict[str, Any]) -> list[str]:
@@ -105,9 +90,9 @@ def evaluate_sr_run(recipe: Any, run: Any, data: SRData) -> tuple[dict[str, Any]
 
     alphas = [float(a) for a in recipe.eval.get("sr_alphas", [0, 0.25, 0.5, 0.75, 1])]
     crop = int(recipe.eval.get("crop_border", 4))
-    signature = {**data.signature(), "model_sha256": _sha256(run.model_path), "alphas": alphas, "crop": crop}
+    signature = {**data.signature(), "model_sha256": sha256_file(run.model_path), "alphas": alphas, "crop": crop}
     cache = run.dir / "pd.json"
-    hit = _cached(cache, signature)
+    hit = cached(cache, signature)
     if hit is not None:
         return hit, True
     t0 = time.perf_counter()
@@ -184,10 +169,10 @@ def evaluate_style_run(recipe: Any, run: Any, content: list[tuple[str, torch.Ten
     spec = recipe.tasks[run.task]
     task = get_task(_task_type(recipe, run.task), **(spec.get("task_options") or {}))
     alphas = [float(a) for a in recipe.eval.get("style_alphas", [0, 0.25, 0.5, 0.75, 1])]
-    signature = {"model_sha256": _sha256(run.model_path), "alphas": alphas, "content": [n for n, _ in content],
+    signature = {"model_sha256": sha256_file(run.model_path), "alphas": alphas, "content": [n for n, _ in content],
                  "shape": list(content[0][1].shape), "version": EVAL_VERSION}
     cache, strip = run.dir / "style.json", run.dir / "style-strip.png"
-    hit = _cached(cache, signature)
+    hit = cached(cache, signature)
     if hit is not None and strip.is_file():
         return hit, True
     model = _load(run.model_path)
