@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import re
 from pathlib import Path
 
@@ -241,10 +243,59 @@ def test_run_folder_goes_on_past_a_bad_file(tmp_path: Path, models: dict[str, Pa
     write_png(folder / "c.png", smooth(c=1, seed=2))
     out = tmp_path / "out" / "nested"
     assert ftn_run("-i", str(folder), "-o", str(out), "--model", str(models["denoise"]), "--level", "50") == 1
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png", "ftn-report.json"]
     captured = capsys.readouterr()
     assert "b.png" in captured.err and "1 of 3 images failed" in captured.err
     assert (read_back(out / "a.png") - expected(models["denoise"], folder / "a.png", 0.4)).abs().max() <= TOL
+    report = {Path(r["input"]).name: r for r in json.loads((out / "ftn-report.json").read_text())}
+    assert [report[n]["status"] for n in ("a.png", "b.png", "c.png")] == ["done", "failed", "done"]
+    assert "not an image" in report["b.png"]["notes"]
+
+
+def test_run_folder_report_and_resume(tmp_path: Path, models: dict[str, Path], capsys) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        write_png(folder / f"{i}.png", smooth(h=40 + 8 * i, w=48, seed=i))
+    out = tmp_path / "out"
+    report = tmp_path / "report.csv"
+    args = ("-i", str(folder), "-o", str(out), "--model", str(models["denoise"]), "--level", "50", "--report", str(report))
+    assert ftn_run(*args) == 0
+    rows = list(csv.DictReader(report.open()))
+    assert [Path(r["input"]).name for r in rows] == ["0.png", "1.png", "2.png"]
+    for i, row in enumerate(rows):
+        assert row["status"] == "done" and float(row["level"]) == 50 and row["level_name"] == "sigma"
+        assert (int(row["width"]), int(row["height"])) == (48, 40 + 8 * i) == (int(row["output_width"]), int(row["output_height"]))
+        assert float(row["seconds"]) > 0 and float(row["alpha"]) == pytest.approx(0.4, abs=0.05)
+    # an interrupted run: one output missing, the others kept; --resume redoes only that one
+    (out / "1.png").unlink()
+    before = {n: (out / n).stat().st_mtime_ns for n in ("0.png", "2.png")}
+    capsys.readouterr()
+    assert ftn_run(*args, "--resume") == 0
+    printed = capsys.readouterr().out
+    assert "2 of 3 outputs exist and are skipped" in printed and "1.png ->" in printed and "0.png ->" not in printed
+    assert {n: (out / n).stat().st_mtime_ns for n in before} == before
+    assert (out / "1.png").is_file()
+    assert [r["status"] for r in csv.DictReader(report.open())] == ["done", "done", "done"]
+
+
+@pytest.mark.parametrize("tile, message", [("12", "too small"), ("abc", "--tile needs a number"), ("64", "larger than --tile-overlap")])
+def test_run_refuses_bad_tile_options(tmp_path: Path, models: dict[str, Path], capsys, tile, message) -> None:
+    src = write_png(tmp_path / "a.png", smooth(seed=1))
+    code = ftn_run("-i", str(src), "-o", str(tmp_path / "b.png"), "--model", str(models["denoise"]), "--alpha", "0.5",
+                   "--tile", tile, "--tile-overlap", "64")
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "b.png").exists()
+
+
+def test_run_in_tiles_matches_whole_image(tmp_path: Path, models: dict[str, Path], capsys) -> None:
+    src = write_png(tmp_path / "a.png", smooth(h=150, w=170, seed=3))
+    base = ("-i", str(src), "--model", str(models["denoise"]), "--alpha", "0.5")
+    assert ftn_run(*base, "-o", str(tmp_path / "whole.png"), "--tile", "0") == 0
+    assert ftn_run(*base, "-o", str(tmp_path / "tiled.png"), "--tile", "96", "--tile-overlap", "64") == 0
+    assert "tiles" in capsys.readouterr().out
+    # 8-bit outputs: the tiles may flip a rounding, no more
+    assert (read_back(tmp_path / "tiled.png") - read_back(tmp_path / "whole.png")).abs().max() <= 1 / 255 + 1e-6
 
 
 def test_run_auto_denoise_is_monotone(tmp_path: Path, models: dict[str, Path], capsys) -> None:

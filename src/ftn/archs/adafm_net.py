@@ -94,6 +94,11 @@ class AdaFMNet(nn.Module):
         self.relu = nn.ReLU()
         scaled_kaiming_init_(self.body)
 
+    @property
+    def size_multiple(self) -> int:
+        """Tiles must start at multiples of this (the first conv samples down by 2)."""
+        return 2
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map an (N, in, H, W) image to an (N, out, H, W) image."""
         h, w = x.shape[-2:]

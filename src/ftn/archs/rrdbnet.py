@@ -151,6 +151,11 @@ class RRDBNet(nn.Module):
         self.conv_last = nn.Conv2d(channels, out_channels, 3, padding=1)
         self.lrelu = nn.LeakyReLU(negative_slope=0.2)
 
+    @property
+    def size_multiple(self) -> int:
+        """Tiles must start at multiples of this (scales 1 and 2 pixel-unshuffle the input)."""
+        return self.unshuffle
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map an (N, in, H, W) image to an (N, out, H*scale, W*scale) image."""
         h, w = x.shape[-2:]

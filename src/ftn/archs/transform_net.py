@@ -150,6 +150,11 @@ class TransformNet(nn.Module):
         """The residual blocks in forward order."""
         return [getattr(self, f"res{i}") for i in range(1, self.num_blocks + 1)]
 
+    @property
+    def size_multiple(self) -> int:
+        """Tiles must start at multiples of this (two stride-2 convs)."""
+        return 4
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map an (N, in, H, W) image to an (N, out, H, W) image."""
         h, w = x.shape[-2:]

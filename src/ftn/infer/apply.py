@@ -13,6 +13,7 @@ instead of guessing an alpha; :func:`alpha_to_level` goes back, for labels.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -158,6 +159,10 @@ def apply_model(
     *,
     alpha: float | Tensor,
     allow_extrapolation: bool | None = None,
+    tile: int | str | None = None,
+    overlap: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Tensor:
     """Run ``model`` on one image at ``alpha``; returns an image like the input, clamped to [0, 1].
 
@@ -168,6 +173,12 @@ def apply_model(
             to a grey model is processed one channel at a time.
         alpha: a number, or a per-pixel map of shape (H, W), (1, H, W) or (1, 1, H, W).
         allow_extrapolation: overrides the model's own setting for this call (alphas outside [0, 1]).
+        tile: None or 0 runs the whole image at once; an int runs tiles of that side (input pixels);
+            ``"auto"`` picks the side from free memory and tiles only images larger than it
+            (:mod:`ftn.infer.tiling`). On CUDA, an out-of-memory error halves the tile and retries.
+        overlap: input pixels shared by neighbouring tiles (the middle half is cross-faded).
+        progress: called with ``(tiles done, tiles in all)``.
+        log: where one-line notes go (a tile size halved, tiling a network with instance norm).
 
     Runs on the model's device and dtype under ``torch.inference_mode``.
     """
@@ -209,7 +220,7 @@ def apply_model(
     try:
         model.eval()
         with torch.inference_mode():
-            out = model(inputs, alpha=alpha)
+            out = _forward(model, inputs, alpha, tile=tile, overlap=overlap, progress=progress, log=log or (lambda _: None))
     finally:
         model.control.allow_extrapolation = previous
         model.train(was_training)
@@ -219,3 +230,60 @@ def apply_model(
         out = out.reshape(x.shape[0], have, *out.shape[-2:])
     out = out.clamp(0.0, 1.0).to(device=image.device, dtype=image.dtype if image.is_floating_point() else torch.float32)
     return out if batched else out[0]
+
+
+def _network(model: TunableModel) -> nn.Module:
+    network = model.model
+    return network.base if isinstance(network, TunableLayer) else network
+
+
+def _forward(
+    model: TunableModel,
+    x: Tensor,
+    alpha: float | Tensor,
+    *,
+    tile: int | str | None,
+    overlap: int,
+    progress: Callable[[int, int], None] | None,
+    log: Callable[[str], None],
+) -> Tensor:
+    """The model on ``x`` whole or in tiles; on CUDA out-of-memory, in tiles half as large."""
+    from .tiling import auto_tile_size, normalises_globally, tiled_forward
+
+    network = _network(model)
+    align = int(getattr(network, "size_multiple", 1))
+    height, width = x.shape[-2:]
+    if tile == "auto":
+        side = auto_tile_size(model, x.shape[1], x.device, multiple=max(16, align))
+        tile = side if max(height, width) > side else None
+    elif tile is not None and not isinstance(tile, int):
+        raise ValueError(f"tile must be None, an int or 'auto', got {tile!r}")
+    if tile and tile % align:
+        tile += align - tile % align
+    noted = False
+    while True:
+        try:
+            if not tile or (height <= tile and width <= tile):
+                return model(x, alpha=alpha)
+            if tile <= overlap:
+                raise ValueError(f"tile size {tile} must exceed the overlap {overlap}")
+            if not noted and normalises_globally(network):
+                log("note: this network normalises over the whole image (instance norm); tiles change the result slightly")
+                noted = True
+            amap = alpha if isinstance(alpha, Tensor) and alpha.dim() == 4 else None
+
+            def run(piece: Tensor, piece_map: Tensor | None) -> Tensor:
+                return model(piece, alpha=alpha if piece_map is None else piece_map)
+
+            side = min(16, height, width)  # a small probe tells the output scale (super-resolution)
+            probe = model(x[:1, :, :side, :side], alpha=alpha if amap is None else amap[..., :side, :side])
+            scale = probe.shape[-1] // side
+            return tiled_forward(run, x, tile=tile, overlap=overlap, scale=scale, align=align, alpha_map=amap,
+                                 progress=progress)
+        except torch.cuda.OutOfMemoryError:
+            smaller = (tile or auto_tile_size(model, x.shape[1], x.device)) // 2 // align * align
+            if smaller <= max(overlap, 64):
+                raise
+            log(f"out of GPU memory with tiles of {tile or 'the whole image'}; retrying with tiles of {smaller}")
+            torch.cuda.empty_cache()
+            tile = smaller

@@ -5,6 +5,11 @@
     ftn run -i photo.png -o out.png --model denoise --auto          # sigma estimated from the image
     ftn run -i scans/ -o clean/ --model dejpeg.safetensors --auto   # quality read from each JPEG
     ftn run -i photo.png -o out.png --model denoise --alpha-map mask.png   # per pixel: 0 = level 1
+    ftn run -i big/ -o out/ --model sr-pd-x4 --alpha 0.5 --resume  # skip outputs already written
+
+Large images run in overlapping tiles sized from free memory (``--tile``). A folder run writes a
+report (per file: level, alpha, time, sizes) to ``OUT/ftn-report.json`` (or ``--report`` .json/.csv),
+rewritten after every image, so ``--resume`` after an interruption skips what is done.
 
 Bad input is refused with a one-line error on stderr and exit status 2, and never leaves an output
 file behind (outputs are written atomically, only after the image was processed). In a folder, a
@@ -17,7 +22,7 @@ import argparse
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -67,6 +72,16 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--allow-extrapolation", action="store_true", help="accept --alpha outside [0, 1] (levels never trained)")
     p.add_argument("--quality", metavar="Q", default="95", help="JPEG / WebP output quality, 1-100 (default 95)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default auto: cuda when available)")
+    p.add_argument(
+        "--tile", default="auto", metavar="N",
+        help="tile side in input pixels for large images; auto (default) sizes tiles from free memory; 0 = never tile",
+    )
+    p.add_argument("--tile-overlap", default="64", metavar="N", help="input pixels shared by neighbouring tiles (default 64)")
+    p.add_argument(
+        "--report", metavar="FILE",
+        help="folder runs: where the per-file report goes, .json or .csv (default OUT/ftn-report.json)",
+    )
+    p.add_argument("--resume", action="store_true", help="folder runs: skip images whose output file already exists")
     p.set_defaults(func=run_command)
 
 
@@ -108,10 +123,37 @@ class _Plan:
 
     kind: str  # "alpha" | "level" | "auto" | "map"
     alpha: float | None = None
+    level: float | None = None  # for "level": the level asked for
     label: str = ""
     mask: Tensor | None = None  # (1, 1, h, w) in [0, 1]
     mask_name: str = ""
     estimate: str = ""  # for auto: "sigma" or "quality"
+
+
+@dataclass
+class Processed:
+    """What ``ftn run`` did with one image (a row of the folder report)."""
+
+    input: str
+    output: str
+    label: str  # how the alpha was chosen, in words
+    alpha: float | None  # None for a per-pixel map (see alpha_mean)
+    alpha_mean: float
+    level: float | None  # the level served, where the model's metadata can tell
+    level_name: str | None
+    seconds: float
+    width: int
+    height: int
+    output_width: int
+    output_height: int
+    tiles: int
+    status: str = "done"
+    notes: str = ""
+
+    @property
+    def line(self) -> str:
+        extra = f" ({self.notes})" if self.notes else ""
+        return f"{Path(self.input).name} -> {self.output}: {self.label}, {self.seconds:.2f} s{extra}"
 
 
 def _load_mask(path: Path) -> Tensor:
@@ -158,11 +200,13 @@ def process_image(
     *,
     allow_extrapolation: bool = False,
     quality: int = 95,
+    tile: int | str | None = "auto",
+    overlap: int = 64,
     log: Callable[[str], None] = print,
-) -> str:
-    """Load ``src``, run the model at the plan's alpha, write ``dst``; returns the line to print."""
+) -> Processed:
+    """Load ``src``, run the model at the plan's alpha, write ``dst``; returns what was done."""
     from ..data.images import load_image, save_image
-    from .apply import apply_model, level_to_alpha
+    from .apply import alpha_to_level, apply_model, level_name, level_to_alpha
     from .estimate import estimate_jpeg_quality, estimate_noise_sigma
 
     start = time.perf_counter()
@@ -181,8 +225,10 @@ def process_image(
     if loaded.alpha is not None and bit_depth == 16 and image.shape[0] == 1 and suffix != ".png":
         raise UsageError(f"{dst}: 16-bit grey + transparency can be written as .png only")
     alpha: float | Tensor
+    level: float | None = None
     if plan.kind in ("alpha", "level"):
         alpha, label = float(plan.alpha), plan.label
+        level = plan.level if plan.kind == "level" else alpha_to_level(meta, alpha)
     elif plan.kind == "auto":
         if plan.estimate == "sigma":
             measured = estimate_noise_sigma(image)
@@ -191,6 +237,7 @@ def process_image(
             measured = q
             what = f"JPEG quality {measured:.0f} (from the file's quantisation tables)"
         alpha, note = level_to_alpha(meta, measured)
+        level = float(measured)
         if note:
             log(f"{src.name}: {note}")
         label = f"{what} -> alpha {_fmt(alpha)}"
@@ -199,7 +246,25 @@ def process_image(
         low, high = float(alpha.min()), float(alpha.max())
         label = f"alpha map {plan.mask_name}, alpha {_fmt(low)} ... {_fmt(high)}, mean {_fmt(float(alpha.mean()))}"
 
-    out = apply_model(model, image, alpha=alpha, allow_extrapolation=allow_extrapolation)
+    tiles = [1]
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        tiles[0] = total
+        if bar is None and total > 1:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc=f"{src.name} tiles", unit="tile", file=sys.stderr, disable=None, leave=False)
+        if bar is not None:
+            bar.update(done - bar.n)
+
+    try:
+        out = apply_model(model, image, alpha=alpha, allow_extrapolation=allow_extrapolation, tile=tile,
+                          overlap=overlap, progress=progress, log=log)
+    finally:
+        if bar is not None:
+            bar.close()
 
     notes = []
     if loaded.bit_depth == 16 and bit_depth == 8:
@@ -207,9 +272,16 @@ def process_image(
     if loaded.alpha is not None and suffix not in _ALPHA_SUFFIXES:
         notes.append(f"transparency dropped ({suffix} cannot store it)")
     save_image(dst, out, alpha=loaded.alpha, bit_depth=bit_depth, quality=quality)
-    elapsed = time.perf_counter() - start
-    extra = f" ({'; '.join(notes)})" if notes else ""
-    return f"{src.name} -> {dst}: {label}, {elapsed:.2f} s{extra}"
+    if tiles[0] > 1:
+        notes.append(f"{tiles[0]} tiles")
+    is_map = isinstance(alpha, Tensor)
+    return Processed(
+        input=str(src), output=str(dst), label=label, alpha=None if is_map else float(alpha),
+        alpha_mean=float(alpha.mean()) if is_map else float(alpha), level=level,
+        level_name=level_name(meta) if level is not None else None, seconds=round(time.perf_counter() - start, 4),
+        width=int(image.shape[-1]), height=int(image.shape[-2]), output_width=int(out.shape[-1]),
+        output_height=int(out.shape[-2]), tiles=tiles[0], notes="; ".join(notes),
+    )
 
 
 # -- the command ------------------------------------------------------------------------------------
@@ -235,7 +307,7 @@ def _plan(args: argparse.Namespace, model: Any) -> _Plan:
             print(f"note: {note}")
         name = level_name(meta) or "level"
         print(f"{name} {_fmt(level)} -> alpha {_fmt(alpha)} (calibrated; the model spans {ends})")
-        return _Plan("level", alpha=alpha, label=f"{name} {_fmt(level)} -> alpha {_fmt(alpha)}")
+        return _Plan("level", alpha=alpha, level=level, label=f"{name} {_fmt(level)} -> alpha {_fmt(alpha)}")
     if args.auto:
         task = meta.get("task")
         estimates = {"denoise": "sigma", "dejpeg": "quality"}
@@ -305,6 +377,14 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--quality must be a whole number in [1, 100], got {args.quality!r}")
     if args.alpha is not None:  # refuse a bad alpha before the model is read
         _check_alpha(_number(args.alpha, "--alpha"), args.allow_extrapolation)
+    tile = _tile_option(args.tile)
+    overlap = _number(args.tile_overlap, "--tile-overlap")
+    if not (overlap.is_integer() and overlap >= 0):
+        raise UsageError(f"--tile-overlap must be a whole number >= 0, got {args.tile_overlap!r}")
+    if isinstance(tile, int) and tile and tile <= overlap:
+        raise UsageError(f"--tile {tile} must be larger than --tile-overlap {int(overlap)}")
+    if args.report and not Path(args.report).suffix.lower() in (".json", ".csv"):
+        raise UsageError(f"--report must end in .json or .csv, got {args.report!r}")
 
     src = Path(args.input)
     out = Path(args.output)
@@ -334,28 +414,101 @@ def _run(args: argparse.Namespace) -> int:
     model = _load_model(args.model, device)
     print(f"model {args.model}: task {model.metadata.get('task', '?')}, method {model.method}, {describe_levels(model.metadata)}")
     plan = _plan(args, model)
-    options = dict(allow_extrapolation=args.allow_extrapolation, quality=int(quality))
+    options = dict(allow_extrapolation=args.allow_extrapolation, quality=int(quality), tile=tile, overlap=int(overlap))
 
     if not src.is_dir():
-        print(process_image(model, src, jobs[0][1], plan, **options))
+        print(process_image(model, src, jobs[0][1], plan, **options).line)
         return 0
 
     from tqdm import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
+    report_path = Path(args.report) if args.report else out / "ftn-report.json"
+    rows: dict[str, dict[str, Any]] = {}
+    if args.resume and report_path.is_file():
+        rows = {row["input"]: row for row in _read_report(report_path)}
+    todo = [(f, t) for f, t in jobs if not (args.resume and t.is_file())]
+    for f, t in jobs:
+        if (f, t) not in todo:  # written by an earlier run: outputs are atomic, so complete
+            rows.setdefault(str(f), {"input": str(f), "output": str(t), "status": "done (earlier run)"})
+    if args.resume:
+        print(f"--resume: {len(jobs) - len(todo)} of {len(jobs)} outputs exist and are skipped")
     failed = 0
-    with tqdm(jobs, desc=PROG, unit="image", file=sys.stderr, disable=None) as bar:
+    with tqdm(todo, desc=PROG, unit="image", file=sys.stderr, disable=None) as bar:
         log = lambda line: bar.write(line, file=sys.stdout)  # noqa: E731
         for path, target in bar:
             try:
-                log(process_image(model, path, target, plan, log=log, **options))
+                done = process_image(model, path, target, plan, log=log, **options)
+                log(done.line)
+                rows[str(path)] = asdict(done)
             except Exception as err:  # noqa: BLE001  (report, and go on with the others)
                 failed += 1
                 message = _one_line(err)
                 where = "" if str(path) in message else f"{path}: "
                 bar.write(f"{PROG}: error: {where}{message}", file=sys.stderr)
+                rows[str(path)] = {"input": str(path), "output": str(target), "status": "failed", "notes": message}
+            _write_report(report_path, [rows[str(f)] for f, _ in jobs if str(f) in rows])
+    print(f"report: {report_path}")
     if failed:
         _error(f"{failed} of {len(jobs)} images failed; the others were written to {out}")
         return 1
     print(f"{len(jobs)} images written to {out}")
     return 0
+
+
+def _tile_option(text: str) -> int | str | None:
+    if str(text).lower() == "auto":
+        return "auto"
+    value = _number(text, "--tile")
+    if not (value.is_integer() and value >= 0):
+        raise UsageError(f"--tile must be auto or a whole number >= 0 (0 = never tile), got {text!r}")
+    if 0 < value < 32:
+        raise UsageError(f"--tile {int(value)} is too small; use at least 32 pixels (or 0 = never tile)")
+    return int(value) or None
+
+
+_REPORT_COLUMNS = [f.name for f in fields(Processed)]
+
+
+def _read_report(path: Path) -> list[dict[str, Any]]:
+    """Rows of an earlier report (.json list or .csv), for --resume; an unreadable one is an error."""
+    import csv
+    import json
+
+    try:
+        if path.suffix.lower() == ".csv":
+            with open(path, newline="") as f:
+                return list(csv.DictReader(f))
+        rows = json.loads(path.read_text())
+        if not isinstance(rows, list) or not all(isinstance(r, dict) and "input" in r for r in rows):
+            raise ValueError("not a list of per-file records")
+        return rows
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot read the earlier report {path} for --resume ({_one_line(err)}); move it away") from None
+
+
+def _write_report(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write the report atomically (a temporary file renamed over it), so it is never half-written."""
+    import csv
+    import io
+    import json
+    import os
+    import tempfile
+
+    if path.suffix.lower() == ".csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=_REPORT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    else:
+        text = json.dumps(rows, indent=1) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
