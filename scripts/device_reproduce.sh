@@ -10,6 +10,7 @@ RECIPES=${RECIPES:-configs/reproduce/mini.yaml}
 REPORT_RECIPES=${REPORT_RECIPES-$RECIPES}   # recipes evaluated here as well (restoration reports)
 TRAIN_S=${TRAIN_S:-330}        # wall-clock cap for all training
 REPORT_S=${REPORT_S:-150}      # wall-clock cap for the evaluation
+ONLY=${ONLY:-}                 # optional: train only the runs matching these task/run patterns, e.g. "sr-rrdb/*"
 OUT=${OUT:-/tmp/out}
 LOGS=/tmp/device-logs; mkdir -p "$LOGS" "$OUT"
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
@@ -35,13 +36,15 @@ fi
 python3 -c "import torch, ftn; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
 runs_of() {  # runs_of WHICH: "recipe|task/run" of the missing runs; 1: those that can start now, 2: all
   python3 - "$1" $RECIPES <<'PY'
-import sys; sys.path.insert(0, "benchmarks"); from reproduce import load_recipe; from pathlib import Path
+import fnmatch, os, sys; sys.path.insert(0, "benchmarks"); from reproduce import load_recipe; from pathlib import Path
 which = sys.argv[1]
+only = os.environ.get("ONLY", "").split()
+wanted = lambda x: not only or any(fnmatch.fnmatch(x.key, pat) for pat in only)
 for path in sys.argv[2:]:
     r = load_recipe(Path(path))
     ready = lambda x: x.stage == "base" or Path(x.config.base).is_file()
     own = lambda x: not (x.stage == "base" and r.raw.get("bases_from"))  # bases_from: another study's networks
-    print(" ".join(f"{path}|{x.key}" for x in r.runs if own(x) and not x.model_path.is_file() and (which == "2" or ready(x))))
+    print(" ".join(f"{path}|{x.key}" for x in r.runs if own(x) and wanted(x) and not x.model_path.is_file() and (which == "2" or ready(x))))
 PY
 }
 phase() {  # train each run in its own process, all at once
@@ -84,6 +87,9 @@ done
 for f in "$LOGS"/*.log; do echo "=== $f"; tail -n 12 "$f"; done >"$OUT/device.log"
 for recipe in $RECIPES; do
   runs=$(python3 -c "import sys,yaml; print(yaml.safe_load(open('$recipe'))['runs_dir'])")
-  for t in "$runs"/*/; do [ -d "$t" ] && tar cf "$OUT/runs-$(basename "$runs")-$(basename "$t").tar" "$t"; done
+  # checkpoints of runs cut off by the time cap hold GAN discriminators (about 170 MB): they would push a
+  # tar over the transfer limit and lose the finished runs beside them, so they stay behind
+  for t in "$runs"/*/; do [ -d "$t" ] && tar cf "$OUT/runs-$(basename "$runs")-$(basename "$t").tar" \
+    --exclude='checkpoint.safetensors' --exclude='.*.tmp' "$t"; done
 done
 ls -la "$OUT"

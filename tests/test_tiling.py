@@ -150,3 +150,26 @@ def test_auto_tiles_only_images_larger_than_memory_allows(monkeypatch):
 def test_instance_norm_networks_are_flagged():
     assert tiling.normalises_globally(ftn.build_arch("transform_net", size="mini"))
     assert not tiling.normalises_globally(ThreeConvs())
+
+
+def test_out_of_memory_halves_the_tile_and_retries():
+    """On CUDA an out-of-memory error halves the tile (simulated here: the model refuses inputs over 64 px)."""
+    torch.manual_seed(0)
+    model = _perturbed(ftn.attach(ThreeConvs(), "ftn"))
+    original = model.forward
+    seen = []
+
+    def limited(x, alpha=None):
+        seen.append(x.shape[-1])
+        if x.shape[-1] > 64:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(x, alpha=alpha)
+
+    model.forward = limited
+    notes = []
+    image = torch.rand(3, 100, 200)
+    out = apply_model(model, image, alpha=0.5, tile=256, overlap=16, log=notes.append)
+    assert any("retrying with tiles of" in n for n in notes)
+    assert max(seen[-3:]) <= 64
+    model.forward = original
+    torch.testing.assert_close(out, apply_model(model, image, alpha=0.5), atol=1e-5, rtol=0)

@@ -282,7 +282,7 @@ def _forward(
                                  progress=progress)
         except torch.cuda.OutOfMemoryError:
             smaller = (tile or auto_tile_size(model, x.shape[1], x.device)) // 2 // align * align
-            if smaller <= max(overlap, 64):
+            if smaller <= overlap or smaller < 32:  # no tile small enough: the real error
                 raise
             log(f"out of GPU memory with tiles of {tile or 'the whole image'}; retrying with tiles of {smaller}")
             torch.cuda.empty_cache()
