@@ -178,6 +178,65 @@ def test_resume_is_bit_exact(data, tmp_path, monkeypatch) -> None:
     assert [int(r["step"]) for r in read_log(tmp_path / "resumed" / "log.csv")] == [1, 2, 3, 4, 5, 6]
 
 
+# -- crash safety: a real SIGKILL -------------------------------------------------------------------
+
+# Runs a training config in a child process that SIGKILLs itself at a chosen moment, so no Python
+# clean-up (finally, except) runs: after step 3 (the checkpoint of step 2 on disk), or half-way
+# through writing the checkpoint of step 4 (the temporary file truncated to half, then the kill).
+KILLED_CHILD = """
+import os, signal, sys
+from ftn.train import load_config, train
+from ftn.train import checkpoint, loop
+
+when, config_path = sys.argv[1], sys.argv[2]
+if when == "after-checkpoint":
+    next_batch = loop.next_batch
+    def killing_next_batch(sampler, step, config, procs):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return next_batch(sampler, step, config, procs)
+    loop.next_batch = killing_next_batch
+else:
+    save_file, writes = checkpoint.save_file, []
+    def half_save_file(tensors, filename, metadata=None):
+        writes.append(filename)
+        save_file(tensors, filename, metadata=metadata)
+        if len(writes) == 2:
+            with open(filename, "r+b") as f:
+                f.truncate(os.path.getsize(filename) // 2)
+            os.kill(os.getpid(), signal.SIGKILL)
+    checkpoint.save_file = half_save_file
+train(load_config(config_path), progress=False)
+"""
+
+
+@pytest.mark.parametrize("when", ["after-checkpoint", "while-writing-checkpoint"])
+def test_sigkill_then_resume_gives_the_uninterrupted_weights(data, tmp_path, when) -> None:
+    changes = dict(iterations=6, checkpoint_every=2, val_every=100)
+    straight = train(tiny_config(data, tmp_path / "straight", **changes), progress=False)
+
+    config_path = tmp_path / "killed.yaml"
+    config_path.write_text(yaml.safe_dump(loop_module.config_to_dict(tiny_config(data, tmp_path / "killed", **changes))))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    killed = subprocess.run([sys.executable, "-c", KILLED_CHILD, when, str(config_path)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr[-2000:]  # died by SIGKILL, not by an exception
+    out = tmp_path / "killed"
+    # the checkpoint on disk is the complete one of step 2, never a half-written file
+    assert read_checkpoint_info(out / "checkpoint.safetensors")["step"] == 2
+    assert not (out / "model.safetensors").exists()
+    stale = list(out.glob(".checkpoint.safetensors.*.tmp"))
+    assert len(stale) == (1 if when == "while-writing-checkpoint" else 0)
+
+    resumed = subprocess.run([sys.executable, "-m", "ftn.train.cli", str(config_path), "--resume", "--no-progress"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    a, b = read_state_dict(straight), read_state_dict(out / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [int(r["step"]) for r in read_log(out / "log.csv")] == [1, 2, 3, 4, 5, 6]
+
+
 # -- divergence ------------------------------------------------------------------------------------
 
 

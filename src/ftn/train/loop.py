@@ -298,6 +298,11 @@ def check_run_folder(out_dir: Path, resume: bool) -> None:
     checkpoint = out_dir / "checkpoint.safetensors"
     if resume and not checkpoint.is_file():
         raise FileNotFoundError(f"cannot resume: no checkpoint at {checkpoint}; run without --resume to start")
+    if resume:
+        # a writer killed mid-write leaves its temporary file (the checkpoint itself is replaced
+        # only when complete): nothing in it is needed, so it goes
+        for stale in out_dir.glob(".checkpoint.safetensors.*.tmp"):
+            stale.unlink(missing_ok=True)
     if not resume and checkpoint.is_file():
         raise ValueError(
             f"{out_dir} already holds a run (checkpoint.safetensors): pass --resume to continue it, "
