@@ -46,14 +46,15 @@ def check_alpha(alpha: AlphaLike, *, allow_extrapolation: bool = False) -> float
         if alpha.dim() == 0:
             value = float(alpha)
         elif alpha.dim() == 1:
-            value = alpha.float()
+            # keep float64 as float64 (a double-precision model must not see a rounded alpha)
+            value = alpha if alpha.is_floating_point() else alpha.float()
         elif alpha.dim() == 4:
             if alpha.shape[1] != 1:
                 raise ValueError(
                     f"an alpha map must have one channel, shape (B, 1, H, W); got {tuple(alpha.shape)}. "
                     "Pass a grey mask, or average the channels first."
                 )
-            value = alpha.float()
+            value = alpha if alpha.is_floating_point() else alpha.float()
         else:
             raise ValueError(
                 f"alpha tensor of shape {tuple(alpha.shape)} has rank {alpha.dim()}; use a scalar, "
