@@ -4,7 +4,7 @@
 # .carry/ (ignored by git) and is put where the recipes expect it (../shared/...), so the runs'
 # configs and evaluation caches are the same as on a machine with ../shared beside the repository.
 #   RECIPES="configs/reproduce/mini.yaml" REPORT_RECIPES="configs/reproduce/mini.yaml" bash scripts/device_reproduce.sh
-# writes $OUT/runs-<study>-<task>.tar (one per task folder) and $OUT/device.log.
+# writes $OUT/runs-<i>.tar (the runs trained here, packed below the transfer limits) and $OUT/device.log.
 set -u
 RECIPES=${RECIPES:-configs/reproduce/mini.yaml}
 REPORT_RECIPES=${REPORT_RECIPES-$RECIPES}   # recipes evaluated here as well (restoration reports)
@@ -65,6 +65,7 @@ if missing:
     sys.exit(f"training data missing: {missing} (put them under .carry/<path below ../shared>)")
 PY
 START=$(date +%s)
+START_MARK=/tmp/device-start-mark; touch "$START_MARK"
 # rounds: each starts every missing run that can start (a stage-1 network, or a tuner whose base
 # exists) and waits for them; a run cut off by the time cap resumes from its checkpoint next round
 ROUND=1
@@ -85,11 +86,33 @@ for recipe in $REPORT_RECIPES; do
   echo "report $recipe: exit $? after $(( $(date +%s) - START )) s"
 done
 for f in "$LOGS"/*.log; do echo "=== $f"; tail -n 12 "$f"; done >"$OUT/device.log"
-for recipe in $RECIPES; do
-  runs=$(python3 -c "import sys,yaml; print(yaml.safe_load(open('$recipe'))['runs_dir'])")
-  # checkpoints of runs cut off by the time cap hold GAN discriminators (about 170 MB): they would push a
-  # tar over the transfer limit and lose the finished runs beside them, so they stay behind
-  for t in "$runs"/*/; do [ -d "$t" ] && tar cf "$OUT/runs-$(basename "$runs")-$(basename "$t").tar" \
-    --exclude='checkpoint.safetensors' --exclude='.*.tmp' "$t"; done
-done
+# runs trained here, packed into tars of at most 15 MB: what comes back is at most 8 files of 16 MiB
+# (64 MiB in all), and a tar per task of five RRDBNet tuners (42 MB) was once refused and lost.
+# Checkpoints of runs cut off by the time cap hold GAN discriminators (about 170 MB): left behind.
+python3 - "$OUT" "$START_MARK" $RECIPES <<'PY'
+import os, sys, tarfile, yaml
+from pathlib import Path
+out, mark, recipes = Path(sys.argv[1]), os.path.getmtime(sys.argv[2]), sys.argv[3:]
+runs = []
+for recipe in recipes:
+    root = Path(yaml.safe_load(open(recipe))["runs_dir"])
+    for model in sorted(root.glob("*/*/model.safetensors")):
+        if model.stat().st_mtime > mark:
+            files = [f for f in model.parent.iterdir() if f.is_file() and f.name != "checkpoint.safetensors" and not f.name.endswith(".tmp")]
+            runs.append((sum(f.stat().st_size for f in files), files))
+bins = []  # first fit, largest first
+for size, files in sorted(runs, key=lambda r: -r[0]):
+    for b in bins:
+        if b[0] + size <= 15_000_000:
+            b[0] += size; b[1].extend(files); break
+    else:
+        bins.append([size, list(files)])
+if len(bins) > 7 or sum(b[0] for b in bins) > 60_000_000:
+    print(f"WARNING: {len(bins)} tars, {sum(b[0] for b in bins)} bytes: over what can come back")
+for i, (size, files) in enumerate(bins):
+    with tarfile.open(out / f"runs-{i}.tar", "w") as tar:
+        for f in files:
+            tar.add(f)
+    print(f"runs-{i}.tar: {size} bytes, {len(files)} files")
+PY
 ls -la "$OUT"
