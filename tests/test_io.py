@@ -109,3 +109,90 @@ def test_plain_pth_state_dicts_are_read(tmp_path) -> None:
     path = tmp_path / "ok.pth"
     torch.save({"weight": torch.ones(2)}, path)
     assert torch.equal(read_state_dict(path)["weight"], torch.ones(2))
+
+
+# -- load_base: foreign restoration checkpoints ------------------------------------------------------
+
+
+def _rrdbnet(seed: int = 0, **options) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return ftn.build_arch("rrdbnet", **{"size": "mini", "channels": 8, "blocks": 2, "growth": 4, **options}).eval()
+
+
+def _same_output(a: torch.nn.Module, b: torch.nn.Module, channels: int = 3) -> bool:
+    x = torch.rand(1, channels, 8, 12)
+    with torch.no_grad():
+        return torch.equal(a.eval()(x), b.eval()(x))
+
+
+@pytest.mark.parametrize("prefix", ["", "module."])
+@pytest.mark.parametrize("wrapper", [None, "params", "params_ema", "state_dict", "model", "net"])
+def test_load_base_unwraps_checkpoints_and_strips_prefixes(tmp_path, wrapper, prefix) -> None:
+    net = _rrdbnet()
+    state = {prefix + k: v for k, v in net.state_dict().items()}
+    payload: dict = state if wrapper is None else {wrapper: state, "iter": 1000}
+    if wrapper == "params_ema":  # BasicSR keeps both; the EMA weights are the ones to use
+        payload["params"] = {prefix + k: v for k, v in _rrdbnet(seed=1).state_dict().items()}
+    path = tmp_path / "ckpt.pth"
+    torch.save(payload, path)
+    assert _same_output(ftn.load_base(path), net)
+
+
+def test_load_base_reads_safetensors(tmp_path) -> None:
+    net = _rrdbnet()
+    path = tmp_path / "ckpt.safetensors"
+    save_file({"module." + k: v.contiguous() for k, v in net.state_dict().items()}, path)
+    assert _same_output(ftn.load_base(path), net)
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4])
+@pytest.mark.parametrize("channels", [3, 1])
+def test_load_base_infers_rrdbnet_sizes_from_the_keys(tmp_path, scale, channels) -> None:
+    options = {"channels": 12, "blocks": 3, "growth": 5, "scale": scale, "in_channels": channels, "out_channels": channels}
+    net = _rrdbnet(**options)
+    path = tmp_path / "esrgan.pth"
+    torch.save({"params_ema": net.state_dict()}, path)
+    loaded = ftn.load_base(path)
+    assert {k: loaded.arch_options[k] for k in options} == options
+    assert _same_output(loaded, net, channels)
+    assert isinstance(ftn.attach(loaded, "ftn"), ftn.TunableModel)
+
+
+def test_load_base_builds_a_named_architecture(tmp_path) -> None:
+    torch.manual_seed(0)
+    net = ftn.build_arch("adafm_net", size="mini", channels=8, blocks=2)
+    path = tmp_path / "adafm.pth"
+    torch.save({"state_dict": net.state_dict()}, path)
+    assert _same_output(ftn.load_base(path, "adafm_net", size="mini", channels=8, blocks=2), net)
+    with pytest.raises(ValueError, match=r"cannot tell the architecture .* pass arch="):
+        ftn.load_base(path)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda s: s.pop("conv_last.bias"), r"missing \['conv_last.bias'\]"),
+        (lambda s: s.update({"extra.weight": torch.zeros(1)}), r"unexpected \['extra.weight'\]"),
+        (lambda s: s.update({"conv_hr.bias": torch.zeros(7)}), r"mis-shaped \['conv_hr.bias \(7,\), network \(8,\)'\]"),
+        (lambda s: s.update({"conv_hr.bias": "not a tensor"}), r"\['conv_hr.bias'\] are not tensors"),
+    ],
+    ids=["missing", "unexpected", "mis-shaped", "not-a-tensor"],
+)
+def test_load_base_names_the_keys_that_do_not_fit(tmp_path, change, message) -> None:
+    state = dict(_rrdbnet().state_dict())
+    change(state)
+    path = tmp_path / "bad.pth"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=message) as info:
+        ftn.load_base(path)
+    assert "\n" not in str(info.value)
+
+
+def test_load_base_refuses_a_pickle_payload_without_running_it(tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"params": {"conv_first.weight": _Exploit(str(marker))}}, f, protocol=2)
+    with pytest.raises(ValueError, match="weights_only=True"):
+        ftn.load_base(path)
+    assert not marker.exists()

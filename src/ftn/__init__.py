@@ -15,7 +15,7 @@ This module stays light: it imports torch and the library's core only.
 
 from .archs import ARCHS, build_arch
 from .control import Control, check_alpha
-from .io import load, save
+from .io import load, load_base, save
 from .methods import METHODS, Capabilities, ExportNotSupported, TunableModel, attach
 
 __version__ = "0.1.0"
@@ -31,6 +31,7 @@ __all__ = [
     "build_arch",
     "check_alpha",
     "load",
+    "load_base",
     "save",
     "__version__",
 ]

@@ -28,7 +28,7 @@ from torch import Tensor
 from .archs import ARCHS, build_arch
 from .methods import METHODS, TunableLayer, TunableModel, attach
 
-__all__ = ["save", "load", "read_metadata", "read_state_dict", "FORMAT"]
+__all__ = ["save", "load", "load_base", "read_metadata", "read_state_dict", "FORMAT"]
 
 FORMAT = "ftn/1"
 _RESERVED = {"format", "arch", "arch_options", "method", "method_options", "targets", "allow_extrapolation"}
@@ -163,3 +163,96 @@ def load(path: str | os.PathLike, *, model: nn.Module | None = None) -> nn.Modul
     network.load_state_dict(state, strict=True)
     result.metadata = {k: v for k, v in meta.items() if k not in _RESERVED}
     return result
+
+
+#: Wrappers that training code puts around a state dict, in the order they are unwrapped: BasicSR
+#: keeps both ``params_ema`` and ``params`` and its own loaders prefer the EMA weights.
+_WRAPPERS = ("params_ema", "params", "state_dict", "model", "net")
+
+
+def _unwrap(obj: Any, path: Path) -> dict[str, Tensor]:
+    while isinstance(obj, dict):
+        inner = next((obj[k] for k in _WRAPPERS if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    # DataParallel / DistributedDataParallel save every key under "module."
+    state = {k.removeprefix("module.") if isinstance(k, str) else k: v for k, v in obj.items()}
+    strays = [k for k, v in state.items() if not isinstance(v, Tensor)]
+    if strays:
+        raise ValueError(f"{path}: entries {strays[:5]} are not tensors; expected a state dict (or one wrapped in {list(_WRAPPERS)})")
+    return state
+
+
+def _rrdbnet_options(state: dict[str, Tensor]) -> dict[str, Any]:
+    """RRDBNet hyper-parameters read from BasicSR key names and shapes."""
+    first, last = state["conv_first.weight"], state["conv_last.weight"]
+    out_channels = last.shape[0]
+    # Scales 1 and 2 fold 4x4 or 2x2 pixels into channels before conv_first; as spandrel does, the
+    # image is taken to have as many channels in as out.
+    ratio = first.shape[1] // out_channels if first.shape[1] % out_channels == 0 else 0
+    unshuffle = {1: 1, 4: 2, 16: 4}.get(ratio)
+    if unshuffle is None:
+        raise ValueError(
+            f"conv_first takes {first.shape[1]} channels and conv_last gives {out_channels} (not 1, 4 or 16 times): "
+            "cannot tell the scale; pass scale=... and in_channels=..."
+        )
+    blocks = {k.split(".")[1] for k in state if k.startswith("body.")}
+    return {
+        "in_channels": first.shape[1] // unshuffle**2,
+        "out_channels": out_channels,
+        "channels": first.shape[0],
+        "blocks": len(blocks),
+        "growth": state["body.0.rdb1.conv1.weight"].shape[0],
+        "scale": 4 // unshuffle,
+    }
+
+
+def load_base(path: str | os.PathLike, arch: str | None = None, **arch_options: Any) -> nn.Module:
+    """Load a plain network from a common restoration checkpoint, ready for :func:`ftn.attach`.
+
+    Reads safetensors, or ``.pth``/``.pt`` with ``torch.load(..., weights_only=True)`` only; unwraps
+    ``params_ema`` / ``params`` / ``state_dict`` / ``model`` / ``net`` (``params_ema`` first, as
+    BasicSR does) and strips ``module.`` prefixes. ``arch`` names an architecture of ``ftn.ARCHS``
+    built with ``arch_options``; without it, RRDBNet (ESRGAN, Real-ESRGAN) is recognised by its keys
+    and its sizes (channels, blocks, growth, scale) read from the tensors; options given override them::
+
+        net = ftn.load_base("RealESRGAN_x4plus.pth")
+        model = ftn.attach(net, "ftn")
+
+    Raises:
+        ValueError: unsafe or malformed file, unknown layout, or tensors that do not fit the network
+            (the message names missing, unexpected and mis-shaped keys).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    state = _unwrap(read_state_dict(path), path)
+    is_rrdbnet = "conv_first.weight" in state and "body.0.rdb1.conv1.weight" in state
+    if arch in (None, "rrdbnet") and is_rrdbnet:
+        arch, arch_options = "rrdbnet", {**_rrdbnet_options(state), **arch_options}
+    elif arch is None:
+        raise ValueError(
+            f"{path}: cannot tell the architecture from its keys ({sorted(state)[:3]} ...); "
+            f"pass arch= one of {sorted(ARCHS)} and its options"
+        )
+    network = build_arch(arch, **arch_options)
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [
+        f"{k} {tuple(state[k].shape)}, network {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = [
+        f"{what} {keys[:5]}{' ...' if len(keys) > 5 else ''}"
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", wrong))
+        if keys
+    ]
+    if problems:
+        raise ValueError(f"{path}: tensors do not fit {arch} {arch_options}: " + "; ".join(problems))
+    network.load_state_dict(state, strict=True)
+    return network

@@ -40,9 +40,11 @@ class DNILayer(TunableLayer):
     def __init__(self, base: nn.Module, config: DNIConfig) -> None:
         super().__init__(base)
         self.level2 = nn.ParameterDict()
+        self._param_names: list[str] = []
         self._buffer_names: list[str] = []
         for name, param in base.named_parameters(recurse=False):
             self.level2[name] = nn.Parameter(param.detach().clone())
+            self._param_names.append(name)
         for name, buf in base.named_buffers(recurse=False):
             if buf is None:
                 continue
@@ -51,13 +53,13 @@ class DNILayer(TunableLayer):
         self._cache = KernelCache()  # interpolated tensors at the current global alpha
         self._delta_cache = KernelCache()  # level 2 - level 1, for per-pixel convs
 
+    # By name, not through named_parameters(): these run on every forward, and walking the module's
+    # registries cost about as much as a small conv (1.8x on a 32-px mini network).
     def _level1(self) -> dict[str, Tensor]:
-        tensors = dict(self.base.named_parameters(recurse=False))
-        tensors.update({n: getattr(self.base, n) for n in self._buffer_names})
-        return tensors
+        return {n: getattr(self.base, n) for n in (*self._param_names, *self._buffer_names)}
 
     def _level2(self) -> dict[str, Tensor]:
-        tensors: dict[str, Tensor] = dict(self.level2.items())
+        tensors = {n: self.level2[n] for n in self._param_names}
         tensors.update({n: getattr(self, f"level2_{n}") for n in self._buffer_names})
         return tensors
 

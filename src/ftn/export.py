@@ -1,0 +1,316 @@
+"""Export a tunable model to files that other tools read.
+
+Two formats::
+
+    ftn export --model denoise --alpha 0.5 -o denoise-a0.5.safetensors   # a plain AdaFM-Net at alpha 0.5
+    ftn export --model denoise --format onnx -o denoise.onnx              # image + alpha -> image
+
+**safetensors** (:func:`export_safetensors`): the base architecture's own state dict at one alpha
+(``model.export(alpha)``), with ftn metadata. An RRDBNet keeps BasicSR's key names, so spandrel (and
+chaiNNer and ComfyUI, which load models through it) reads the file as an ESRGAN model. Only methods
+with ``capabilities.exact_export`` (FTN, DNI, AdaFM with k = 1); the others raise
+:class:`~ftn.methods.ExportNotSupported` with the reason.
+
+**ONNX** (:func:`export_onnx`): a graph with two inputs, ``image`` (N, C, H, W) and ``alpha`` (1,), both
+float32, so one file serves every level. The method's alpha logic runs inside the graph:
+
+* exact-export methods are affine in alpha in weight space (FTN's Eq. 1 ``(1 - a) f + a FTN(f)``, DNI's
+  interpolation, AdaFM's folded scale and shift), so the graph computes each tensor that alpha moves
+  as ``t(0) + alpha (t(1) - t(0))`` and runs the plain network with it: it costs what the plain network
+  costs. The affinity is checked at export, at alpha 0.5;
+* the other methods (CFSNet, Dynamic-Net, AdaFM k > 1) are traced as they are, with alpha as a
+  per-sample tensor: their feature-space blending is in the graph.
+
+alpha is clamped to [0, 1] inside the graph unless the model allows extrapolation.
+
+The graph is traced with torch's TorchScript-based exporter (``dynamo=False``), which needs nothing
+beyond torch (and onnx, to write the metadata). torch 2.13's default, the dynamo exporter, needs the
+extra ``onnxscript`` package, took 10-25 s per tiny network here against well under a second, and
+cannot trace the validation of a tensor alpha (``bool(...)`` on a graph value) in the feature-space
+path. The TorchScript exporter is deprecated; should a later torch drop it, the weight-space path
+written with ``torch.func.functional_call`` (which the TorchScript tracer refuses) exported with the
+dynamo exporter in a trial. The tracer records the architectures' image-size arithmetic (padding to a multiple,
+cropping back), and the example image has odd sides so that the padding branch is the one recorded:
+the graph then takes any height and width (and any batch size); :func:`check_onnx` verifies that on
+another size with onnxruntime.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from .infer.apply import alpha_to_level, level_name, model_channels
+from .io import save
+from .methods import ExportNotSupported, TunableLayer, TunableModel
+
+__all__ = ["ONNX_FORMAT", "export_safetensors", "export_onnx", "check_onnx", "level_at", "run_export"]
+
+#: ``format`` of the JSON written under the ONNX model's ``ftn`` metadata property.
+ONNX_FORMAT = "ftn-onnx/1"
+_OPSET = 17
+_TRACE_SIZE = (35, 37)  # odd sides: the traced graph pads as the architecture does for any size
+_SOURCE_KEYS = ("task", "task_options", "levels", "calibration")
+
+
+def _require(module: str) -> Any:
+    """Import an optional dependency of the ONNX path, or fail with the one command that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"ONNX export needs the {module!r} package: pip install -e .[export]") from None
+
+
+def _check_tunable(model: nn.Module) -> TunableModel:
+    if not isinstance(model, TunableModel):
+        raise TypeError(
+            f"export needs a tunable model (a method attached), got a plain {type(model).__name__}; "
+            "save a plain network with ftn.save"
+        )
+    return model
+
+
+def level_at(metadata: dict[str, Any], alpha: float) -> dict[str, float] | None:
+    """The level an alpha serves, e.g. ``{"sigma": 50.0}``, from a model's metadata; None if unknown."""
+    name, value = level_name(metadata), alpha_to_level(metadata, alpha)
+    return {name: value} if name and value is not None else None
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def export_safetensors(
+    model: TunableModel, path: str | os.PathLike, alpha: float, *, source: str | None = None
+) -> dict[str, Any]:
+    """Write the plain base network at ``alpha`` to a safetensors file; returns the metadata written.
+
+    The tensors carry the architecture's own key names (BasicSR's for RRDBNet); the metadata holds the
+    architecture and its options (so :func:`ftn.load` rebuilds it), ``alpha``, the ``level`` it serves
+    (when the model's metadata says), the task, the source model and method, and ftn's version.
+
+    Raises:
+        ExportNotSupported: the method has no exact plain equivalent (CFSNet, Dynamic-Net, AdaFM k > 1).
+        ValueError: alpha outside [0, 1] for a model that does not allow extrapolation.
+    """
+    model = _check_tunable(model)
+    try:
+        plain = model.export(alpha)
+    except ExportNotSupported as err:
+        raise ExportNotSupported(f"no plain safetensors file for this model: {err}; ONNX export keeps the method") from None
+    meta: dict[str, Any] = dict(getattr(model, "metadata", None) or {})
+    written = {
+        "alpha": float(alpha),
+        "level": level_at(meta, alpha),
+        "task": meta.get("task"),
+        "task_options": meta.get("task_options"),
+        "source_model": source,
+        "source_method": model.method,
+        "source_method_options": model.options,
+        "source_levels": meta.get("levels"),
+        "ftn_version": _version(),
+    }
+    written = {k: v for k, v in written.items() if v is not None}
+    save(plain, path, **written)
+    return written
+
+
+class _WeightSpace(nn.Module):
+    """The plain base network, with every tensor that alpha moves computed from the ``alpha`` input."""
+
+    def __init__(self, model: TunableModel) -> None:
+        super().__init__()
+        self.net = model.export(0.0)
+        start = self.net.state_dict()
+        end, middle = model.export(1.0).state_dict(), model.export(0.5).state_dict()
+        floating = [k for k, t in start.items() if t.is_floating_point()]
+        for key in floating:
+            if not torch.allclose(middle[key], torch.lerp(start[key], end[key], 0.5), rtol=1e-4, atol=1e-6):
+                raise ExportNotSupported(
+                    f"method {model.method!r} moves {key!r} non-linearly with alpha, so the graph cannot interpolate it"
+                )
+        # Tensors alpha leaves alone (FTN's biases, layers outside the targets) are stored once, as
+        # constants. At least one stays an alpha input even if none moves (an untrained tuner):
+        # the tracer drops graph inputs nothing reads, and every file should take (image, alpha).
+        moving = [k for k in floating if not torch.equal(start[k], end[k])] or floating[:1]
+        self._slots: list[tuple[nn.Module, str]] = []
+        for key in moving:
+            t0 = start[key]
+            owner, _, name = key.rpartition(".")
+            module = self.net.get_submodule(owner)
+            # From now on a plain attribute, assigned from alpha in forward: a hand-made
+            # torch.func.functional_call, which the TorchScript tracer refuses to trace.
+            delattr(module, name)
+            self.register_buffer(f"start{len(self._slots)}", t0.clone())
+            self.register_buffer(f"delta{len(self._slots)}", end[key] - t0)
+            self._slots.append((module, name))
+        self.clamp = not model.control.allow_extrapolation
+
+    def forward(self, image: Tensor, alpha: Tensor) -> Tensor:
+        a = alpha.reshape(())  # a 0-d alpha broadcasts without changing any tensor's shape
+        if self.clamp:
+            a = a.clamp(0.0, 1.0)
+        for i, (module, name) in enumerate(self._slots):
+            setattr(module, name, getattr(self, f"start{i}") + a * getattr(self, f"delta{i}"))
+        return self.net(image)
+
+
+class _FeatureSpace(nn.Module):
+    """The tunable model itself, run with the ``alpha`` input as a per-sample alpha."""
+
+    def __init__(self, model: TunableModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: Tensor, alpha: Tensor) -> Tensor:
+        a = alpha.reshape(1)  # a (1,) tensor takes the methods' tensor path, which the tracer records
+        if not self.model.control.allow_extrapolation:
+            a = a.clamp(0.0, 1.0)
+        with self.model.alpha(a):
+            return self.model(image)
+
+
+def export_onnx(
+    model: TunableModel, path: str | os.PathLike, *, source: str | None = None, opset: int = _OPSET
+) -> dict[str, Any]:
+    """Write an ONNX graph with inputs ``image`` (N, C, H, W) and ``alpha`` (1,); returns its metadata.
+
+    The metadata (JSON under the ONNX metadata property ``ftn``) holds the architecture, method, task,
+    the two levels and the calibration, so a consumer can label alpha with real levels.
+
+    Raises:
+        ImportError: onnx is not installed (the message says how to install it).
+    """
+    model = _check_tunable(model)
+    onnx = _require("onnx")
+    graph = _WeightSpace(model) if model.capabilities.exact_export else _FeatureSpace(model)
+    example = (torch.rand(1, model_channels(model), *_TRACE_SIZE), torch.tensor([0.5]))
+    dynamic = {"image": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "out_height", 3: "out_width"}}
+    with warnings.catch_warnings(), torch.no_grad():
+        # The tracer warns wherever Python reads a graph value (alpha validation, padding branches);
+        # check_onnx (and the tests) verify the graph on other sizes and alphas instead.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # The legacy exporter's deprecation notices: chosen knowingly (see the module docstring).
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
+        warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning)
+        # Notes about correct behaviour: slices that are not folded into constants, and instance norm
+        # using the input's statistics (it keeps no running statistics to use instead).
+        warnings.filterwarnings("ignore", "Constant folding - Only steps=1", UserWarning)
+        warnings.filterwarnings("ignore", ".*operator 'instance_norm' is set to train=True", UserWarning)
+        torch.onnx.export(
+            graph, example, str(path), input_names=["image", "alpha"], output_names=["output"],
+            dynamic_axes=dynamic, opset_version=opset, dynamo=False,
+        )
+    meta: dict[str, Any] = dict(getattr(model, "metadata", None) or {})
+    network = _base_network(model)
+    written: dict[str, Any] = {
+        "format": ONNX_FORMAT,
+        "inputs": {"image": "float32 (N, C, H, W), RGB in [0, 1]", "alpha": "float32 (1,): 0 = level 1, 1 = level 2"},
+        "alpha_clamped": not model.control.allow_extrapolation,
+        "arch": getattr(network, "arch_name", None),
+        "arch_options": getattr(network, "arch_options", None),
+        "method": model.method,
+        "method_options": model.options,
+        **{k: meta[k] for k in _SOURCE_KEYS if k in meta},
+        "source_model": source,
+        "ftn_version": _version(),
+    }
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, {"ftn": json.dumps(written)})
+    onnx.save(proto, str(path))
+    return written
+
+
+def check_onnx(
+    path: str | os.PathLike,
+    model: TunableModel,
+    alphas: Sequence[float] = (0.0, 0.5, 1.0),
+    size: tuple[int, int] = (10, 14),  # small: a full RRDBNet checks in seconds on a CPU
+    batch: int = 2,
+) -> float:
+    """The largest ``|ONNX - PyTorch|`` over ``alphas`` on a random image, run with onnxruntime.
+
+    The default size differs from the traced one (and is even where the trace was odd), so a graph
+    that froze the image size or the padding fails the check.
+    """
+    ort = _require("onnxruntime")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    image = torch.rand(batch, model_channels(model), *size, generator=torch.Generator().manual_seed(0))
+    worst = 0.0
+    with torch.no_grad():
+        for alpha in alphas:
+            expected = model(image, alpha=float(alpha)).numpy()
+            got = session.run(None, {"image": image.numpy(), "alpha": np.array([alpha], dtype=np.float32)})[0]
+            if got.shape != expected.shape:
+                raise ValueError(f"{path}: the ONNX graph gives shape {got.shape} for alpha {alpha}, PyTorch {expected.shape}")
+            worst = max(worst, float(np.abs(got - expected).max()))
+    return worst
+
+
+def run_export(
+    model_name: str, out: str, *, fmt: str | None = None, alpha: float | None = None, level: float | None = None
+) -> int:
+    """``ftn export``: load a shipped model or a model file, write it as ``fmt``, say what was written.
+
+    Refusals are raised as one-line ``ValueError``s (the CLI prints them and exits with status 2).
+    """
+    from . import models
+    from .infer.apply import describe_levels, level_to_alpha
+    from .io import load
+
+    fmt = fmt or {".safetensors": "safetensors", ".onnx": "onnx"}.get(Path(out).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the format from {out!r}; pass --format safetensors or --format onnx")
+    model = _check_tunable(load(models.resolve(model_name)))
+    meta, spans = model.metadata, describe_levels(model.metadata)
+    try:
+        if fmt == "onnx":
+            if alpha is not None or level is not None:
+                raise ValueError("an ONNX file serves every alpha, given as its second input at run time; drop --alpha/--level")
+            _require("onnxruntime")  # for the check below: refuse before writing anything
+            export_onnx(model, out, source=model_name)
+            worst = check_onnx(out, model)
+            if not worst <= 1e-3:  # also catches NaN
+                Path(out).unlink()
+                raise ValueError(f"the ONNX graph differs from PyTorch by {worst:.3g}; nothing written")
+            print(f"wrote {out} ({_file_size(out)}): onnx, inputs image (N, C, H, W) and alpha (1,); alpha 0 ... 1 = {spans}")
+            print(f"checked with onnxruntime against PyTorch at alpha 0, 0.5, 1: max difference {worst:.1e}")
+            return 0
+        if (alpha is None) == (level is None):
+            raise ValueError("a safetensors file holds one level: give exactly one of --alpha and --level")
+        if level is not None:
+            alpha, note = level_to_alpha(meta, level)
+            if note:
+                print(note)
+        written = export_safetensors(model, out, alpha, source=model_name)
+    except (ExportNotSupported, ImportError) as err:
+        raise ValueError(str(err)) from None
+    network = _base_network(model)
+    arch = getattr(network, "arch_name", None) or type(network).__name__
+    serves = ", ".join(f"{k} {v:.3g}" for k, v in (written.get("level") or {}).items()) or "a level in between (the model has no calibration)"
+    print(f"wrote {out} ({_file_size(out)}): safetensors, a plain {arch} at alpha {alpha:g}, serving {serves} (the model spans {spans})")
+    return 0
+
+
+def _base_network(model: TunableModel) -> nn.Module:
+    return model.model.base if isinstance(model.model, TunableLayer) else model.model
+
+
+def _file_size(path: str | os.PathLike) -> str:
+    """A file's size in words, e.g. ``"1.2 MB"``."""
+    size = Path(path).stat().st_size
+    for unit, step in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if size >= step:
+            return f"{size / step:.1f} {unit}"
+    return f"{size} bytes"
