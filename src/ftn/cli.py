@@ -76,6 +76,27 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_app(args: argparse.Namespace) -> int:
+    from .app import AppConfig, UploadLimits, launch  # light: Gradio is imported by launch only
+
+    limits = UploadLimits(max_megapixels=args.max_megapixels, max_bytes=int(args.max_upload_mb * 1024 * 1024))
+    try:
+        launch(AppConfig(host=args.host, port=args.port, limits=limits))
+    except ModuleNotFoundError as err:
+        print(f"ftn app: error: the web app needs {err.name or 'gradio'}; install it with: pip install -e .[app]", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. the port is taken
+        print(f"ftn app: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import run_export
+
+    return run_export(args.model, args.out, fmt=args.format, alpha=args.alpha, level=args.level)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ftn", description="Continuous-level image processing with Filter Transition Networks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_run_parser(sub)
     add_train_parser(sub)
+
+    app = sub.add_parser("app", help="start the web app (needs: pip install -e .[app])")
+    app.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only; 0.0.0.0 opens the app, and its local-model-file box, to the network)")
+    app.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    app.add_argument("--max-megapixels", type=float, default=16.0, help="refuse larger uploads (default 16)")
+    app.add_argument("--max-upload-mb", type=float, default=50.0, help="refuse larger upload files, in MB (default 50)")
+    app.set_defaults(func=_cmd_app)
+
+    export = sub.add_parser("export", help="write a model for other tools: plain safetensors at one alpha, or ONNX with alpha as an input")
+    export.add_argument("--model", required=True, help="a shipped model name or a model file")
+    export.add_argument("--alpha", type=float, help="safetensors: the alpha to bake in (0 = the model's first level, 1 its second)")
+    export.add_argument("--level", type=float, help="safetensors: a real level (e.g. sigma 50) instead of --alpha, via the calibration")
+    export.add_argument("--format", choices=["safetensors", "onnx"], help="default: from the suffix of -o")
+    export.add_argument("-o", "--out", required=True, help="the file to write")
+    export.set_defaults(func=_cmd_export)
 
     info = sub.add_parser("info", help="print a model file's metadata")
     info.add_argument("model", help="path to a .safetensors model")

@@ -1,0 +1,216 @@
+"""The Gradio page of ``ftn app`` and its event handlers.
+
+Handlers are thin: they read the controls, call :mod:`ftn.app.controls`, :mod:`ftn.app.uploads` and
+:mod:`ftn.app.engine`, and turn their ``ValueError`` messages into Gradio error pop-ups.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import html
+import itertools
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ..models import available
+from .controls import DIRECTIONS, MODES, alpha_label, build_alpha, end_labels, paint_mask
+from .engine import AutoUnavailable, ModelCache, auto_alpha, model_summary, run_model, save_result, to_display
+from .server import AppConfig
+from .uploads import UploadRejected, load_upload
+
+__all__ = ["CSS", "build_app"]
+
+#: Page styles: the level names under the slider's two ends.
+CSS = """
+.ftn-ends { display: flex; justify-content: space-between; font-weight: 600; margin-top: -0.4em; }
+"""
+
+_MODE_HELP = (
+    "**whole image**: the slider's alpha everywhere. "
+    "**painted area**: pixels painted with the brush get the slider's alpha, unpainted pixels get alpha 0 "
+    "(the left end). **gradient**: alpha ramps from the start to the end value across the image."
+)
+
+
+_KEEP_RESULTS = 50  # result files kept on disk; older ones are deleted as new ones arrive
+
+
+def _refused(message: str) -> gr.Error:
+    """A pop-up for a refused request; the user's mistake, so no traceback in the server's log."""
+    return gr.Error(message, print_exception=False)
+
+
+def _ends_html(metadata: dict) -> str:
+    left, right = end_labels(metadata)
+    return f'<div class="ftn-ends"><span>&#9664; {html.escape(left)}</span><span>{html.escape(right)} &#9654;</span></div>'
+
+
+def build_app(config: AppConfig) -> gr.Blocks:
+    """The app's page with every control wired to its handler (not yet served)."""
+    models = ModelCache()
+    shipped = list(available())
+    default = config.default_model if config.default_model in shipped else (shipped[0] if shipped else None)
+    results = Path(tempfile.mkdtemp(prefix="ftn-app-"))  # Gradio serves files under the temp folder
+    atexit.register(shutil.rmtree, results, ignore_errors=True)
+    recent: collections.deque[Path] = collections.deque()  # results on disk, oldest first
+    counter = itertools.count(1)
+
+    def keep(path: Path) -> None:
+        """Remember a new result and delete the oldest beyond _KEEP_RESULTS (Gradio serves its own copy)."""
+        recent.append(path)
+        while len(recent) > _KEEP_RESULTS:
+            recent.popleft().unlink(missing_ok=True)
+
+    def model_for(name: str | None, local: str | None) -> Any:
+        choice = (local or "").strip() or name
+        if not choice:
+            raise _refused("choose a shipped model or give a local .safetensors file")
+        try:
+            return models.get(choice)
+        except (FileNotFoundError, ValueError) as err:
+            raise _refused(str(err)) from None
+
+    def loaded(path: str | None) -> Any:
+        if not path:
+            raise _refused("upload an image first")
+        try:
+            return load_upload(path, config.limits)
+        except (UploadRejected, FileNotFoundError) as err:
+            raise _refused(str(err)) from None
+
+    # -- handlers --------------------------------------------------------------------------------
+
+    def on_model(name: str | None, local: str | None, alpha: float) -> tuple[Any, str, str, str, str]:
+        model = model_for(name, local)
+        meta = model.metadata
+        left, right = end_labels(meta)
+        slider = gr.update(label=f"alpha: 0 = {left} ... 1 = {right}")
+        return slider, _ends_html(meta), alpha_label(meta, alpha), model_summary(model), ""  # "" clears a stale auto note
+
+    def on_alpha(name: str | None, local: str | None, alpha: float) -> str:
+        try:
+            return alpha_label(models.get((local or "").strip() or name or "").metadata, alpha)
+        except (FileNotFoundError, ValueError):
+            return f"alpha {alpha:.2f}"
+
+    def on_upload(path: str | None) -> tuple[Any, Any, Any, Any, str, str]:
+        if not path:  # cleared
+            return gr.update(), None, None, None, "", ""
+        try:
+            image = load_upload(path, config.limits)
+        except (UploadRejected, FileNotFoundError) as err:
+            gr.Warning(str(err))
+            return None, None, None, None, f"**Refused:** {html.escape(str(err))}", ""
+        shown = to_display(image.image)
+        height, width = image.image.shape[-2:]
+        editor = {"background": shown, "layers": [], "composite": shown}
+        ready = f"{Path(path).name}: {width} x {height} pixels. Move the slider to run."
+        return gr.update(), editor, None, None, ready, ""
+
+    def on_run(
+        path: str | None, editor: dict | None, name: str | None, local: str | None, alpha: float,
+        mode: str, direction: str, start: float, end: float, progress: gr.Progress = gr.Progress(),
+    ) -> tuple[Any, str, str]:
+        progress(0.0, desc="loading")
+        image = loaded(path)
+        model = model_for(name, local)
+        x = image.image
+        try:
+            control = build_alpha(mode, x.shape[-2:], alpha, layers=(editor or {}).get("layers"),
+                                  direction=direction, start=start, end=end)
+        except ValueError as err:
+            raise _refused(str(err)) from None
+        begin = time.perf_counter()
+        try:
+            out = run_model(model, x, control, progress=lambda f, what: progress(f, desc=what))
+        except ValueError as err:
+            raise _refused(str(err)) from None
+        seconds = time.perf_counter() - begin
+        stem = f"{Path(path).stem}-{Path((local or '').strip() or name or 'model').stem}-{next(counter)}"
+        saved = save_result(out, results, stem, alpha=image.alpha)
+        keep(saved)
+        meta = model.metadata
+        if isinstance(control, float):
+            where = alpha_label(meta, control)
+        elif mode == "painted area":
+            share = float(paint_mask(editor["layers"], x.shape[-2:]).mean()) * 100
+            where = f"{alpha_label(meta, alpha)} on the painted {share:.1f}% of the pixels, alpha 0 elsewhere"
+        else:
+            where = f"gradient {direction}, alpha {start:.2f} ... {end:.2f}"
+        before = to_display(x, size=tuple(out.shape[-2:]))
+        return (before, to_display(out)), str(saved), f"Done: {where}, {seconds:.2f} s."
+
+    def on_auto(path: str | None, name: str | None, local: str | None) -> tuple[float, str]:
+        image = loaded(path)
+        model = model_for(name, local)
+        try:
+            alpha, line = auto_alpha(model.metadata, image.image, path)
+        except AutoUnavailable as err:
+            raise _refused(str(err)) from None
+        return alpha, f"Auto: {line}."
+
+    # -- page ------------------------------------------------------------------------------------
+
+    # delete_cache: Gradio's copies of uploads and results older than an hour go, checked hourly.
+    with gr.Blocks(title="ftn: continuous-level image processing", delete_cache=(3600, 3600)) as app:
+        gr.Markdown(
+            "## ftn: one model, every level in between\n"
+            "Upload an image, pick a model, and slide between its two trained levels "
+            "(for the whole image, a painted area, or a gradient). Runs on the CPU of this machine."
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=300):
+                upload = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                  height=240, elem_id="ftn-upload")
+                model = gr.Dropdown(shipped, value=default, label="Model", elem_id="ftn-model")
+                local = gr.Textbox(label="...or a local model file (press Enter)", placeholder="/path/to/model.safetensors",
+                                   elem_id="ftn-local")
+                summary = gr.Markdown(elem_id="ftn-summary")
+                alpha = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label="alpha", elem_id="ftn-alpha")
+                ends = gr.HTML()
+                level_now = gr.Markdown(elem_id="ftn-level")
+                with gr.Row():
+                    run = gr.Button("Run", variant="primary", elem_id="ftn-run")
+                    auto = gr.Button("Auto level", elem_id="ftn-auto")
+                auto_note = gr.Markdown(elem_id="ftn-auto-note")
+                gr.Markdown("Letting go of a slider runs the model. **Auto level** estimates the image's noise "
+                            "sigma (denoise) or reads its JPEG quality (dejpeg) and sets the slider.")
+            with gr.Column(scale=1, min_width=300):
+                editor = gr.ImageEditor(
+                    label="Paint the area to change (mode: painted area)", type="numpy", image_mode="RGBA",
+                    format="png",  # lossless, so the brush's edge is exactly what comes back
+                    sources=(), transforms=(), layers=False, interactive=True, elem_id="ftn-editor",
+                    brush=gr.Brush(colors=["#ff2d55"], color_mode="fixed"), eraser=gr.Eraser(),
+                )
+                mode = gr.Radio(list(MODES), value=MODES[0], label="Where alpha applies", elem_id="ftn-mode")
+                gr.Markdown(_MODE_HELP)
+                with gr.Row():
+                    direction = gr.Dropdown(list(DIRECTIONS), value=DIRECTIONS[0], label="Gradient direction")
+                    start = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Gradient start alpha")
+                    end = gr.Slider(0.0, 1.0, value=1.0, step=0.01, label="Gradient end alpha")
+            with gr.Column(scale=1, min_width=300):
+                compare = gr.ImageSlider(label="Before / after", type="numpy", format="png", interactive=False,
+                                         elem_id="ftn-compare")
+                download = gr.File(label="Result (PNG)", interactive=False, elem_id="ftn-download")
+                status = gr.Markdown(elem_id="ftn-status")
+
+        run_inputs = [upload, editor, model, local, alpha, mode, direction, start, end]
+        run_outputs = [compare, download, status]
+        model_io = dict(inputs=[model, local, alpha], outputs=[alpha, ends, level_now, summary, auto_note])
+
+        app.load(on_model, **model_io)
+        model.change(on_model, **model_io)
+        local.submit(on_model, **model_io)
+        alpha.change(on_alpha, [model, local, alpha], level_now, queue=False, show_progress="hidden")
+        upload.change(on_upload, upload, [upload, editor, compare, download, status, auto_note])
+        for slider in (alpha, start, end):  # letting go of a slider runs the model
+            slider.release(on_run, run_inputs, run_outputs)
+        run.click(on_run, run_inputs, run_outputs)
+        auto.click(on_auto, [upload, model, local], [alpha, auto_note]).success(on_run, run_inputs, run_outputs)
+    return app

@@ -1,0 +1,88 @@
+"""Refusing uploads the app should not process: too many bytes or too many pixels.
+
+Both are checked before any pixel is decoded (the byte count from the file system, the pixel count
+from the image header), so a huge or bomb-like upload costs nothing but the refusal.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from ..data.images import LoadedImage, _open, load_image
+
+__all__ = ["UploadLimits", "UploadRejected", "check_upload", "load_upload"]
+
+
+class UploadRejected(ValueError):
+    """An upload refused by :func:`check_upload`; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """The largest upload the app accepts."""
+
+    max_megapixels: float = 16.0
+    """Width x height, in millions of pixels (16 MP is a 4896 x 3264 photo)."""
+    max_bytes: int = 50 * 1024 * 1024
+    """File size in bytes."""
+
+    def __post_init__(self) -> None:
+        if not self.max_megapixels > 0:
+            raise ValueError(f"max_megapixels must be positive, got {self.max_megapixels}")
+        if not self.max_bytes > 0:
+            raise ValueError(f"max upload bytes must be positive, got {self.max_bytes}")
+
+    @property
+    def max_pixels(self) -> int:
+        return int(self.max_megapixels * 1_000_000)
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+def check_upload(path: str | os.PathLike, limits: UploadLimits) -> tuple[int, int]:
+    """Refuse the file at ``path`` if it breaks ``limits``; returns its (width, height).
+
+    Raises:
+        UploadRejected: over the byte or the megapixel limit, or not an image (one-line messages
+            that say the limit and the option that sets it).
+        FileNotFoundError: no file at ``path``.
+    """
+    path = os.fspath(path)
+    name = os.path.basename(path)
+    size = os.path.getsize(path)
+    if size > limits.max_bytes:
+        raise UploadRejected(
+            f"{name} is {_megabytes(size)}; this app accepts files up to {_megabytes(limits.max_bytes)} "
+            "(start it with --max-upload-mb to change that)"
+        )
+    try:
+        # Only the header is read. images._open lifts Pillow's own bomb guard (thread-safely), as
+        # the user's megapixel limit below is the one that applies.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with _open(path) as im:
+                width, height = im.size
+    except (UnidentifiedImageError, OSError):
+        raise UploadRejected(f"{name} is not an image file this app can read (PNG, JPEG, TIFF, BMP, WebP)") from None
+    megapixels = width * height / 1_000_000
+    if width * height > limits.max_pixels:
+        raise UploadRejected(
+            f"{name} is {width} x {height} = {megapixels:.3g} megapixels; this app accepts up to "
+            f"{limits.max_megapixels:g} megapixels (start it with --max-megapixels to change that)"
+        )
+    return width, height
+
+
+def load_upload(path: str | os.PathLike, limits: UploadLimits) -> LoadedImage:
+    """:func:`check_upload`, then read the image (``(C, H, W)`` float in [0, 1])."""
+    check_upload(path, limits)
+    try:
+        return load_image(path, max_pixels=limits.max_pixels)
+    except ValueError as err:
+        raise UploadRejected(str(err).replace(os.fspath(path), os.path.basename(path))) from None

@@ -1,0 +1,291 @@
+"""The web app's rules without a browser: alpha maps from paint and gradients, upload limits, level
+labels, the "auto" level, and the ``ftn app`` command's wiring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("gradio", reason="the web app is an optional extra: pip install -e .[app]")
+
+import ftn  # noqa: E402
+from ftn import models  # noqa: E402
+from ftn.app.controls import (  # noqa: E402
+    DIRECTIONS,
+    alpha_label,
+    build_alpha,
+    end_labels,
+    gradient_map,
+    paint_mask,
+)
+from ftn.app.engine import AutoUnavailable, ModelCache, auto_alpha, save_result, to_display  # noqa: E402
+from ftn.app.uploads import UploadLimits, UploadRejected, check_upload, load_upload  # noqa: E402
+from ftn.infer.apply import level_to_alpha  # noqa: E402
+from ftn.io import read_metadata  # noqa: E402
+
+DENOISE = {"task": "denoise", "levels": [{"sigma": 20}, {"sigma": 80}],
+           "calibration": {"level_name": "sigma", "levels": [20, 50, 80], "alphas": [0.0, 0.6, 1.0]}}
+
+
+def _layer(height: int, width: int, painted: tuple[slice, slice]) -> np.ndarray:
+    """An RGBA paint layer, opaque red inside ``painted``, transparent elsewhere."""
+    layer = np.zeros((height, width, 4), dtype=np.uint8)
+    layer[painted] = (255, 45, 85, 255)
+    return layer
+
+
+# -- painted area ---------------------------------------------------------------------------------
+
+
+def test_painted_pixels_get_the_slider_alpha_and_the_rest_zero() -> None:
+    layer = _layer(6, 8, (slice(1, 3), slice(2, 5)))
+    a = build_alpha("painted area", (6, 8), 0.7, layers=[layer])
+    assert isinstance(a, torch.Tensor) and a.shape == (1, 6, 8) and a.dtype == torch.float32
+    expected = torch.zeros(1, 6, 8)
+    expected[0, 1:3, 2:5] = 0.7
+    torch.testing.assert_close(a, expected)
+
+
+def test_paint_from_several_layers_is_their_union_and_colour_does_not_matter() -> None:
+    one = _layer(4, 4, (slice(0, 1), slice(None)))
+    two = np.zeros((4, 4, 4), dtype=np.uint8)
+    two[3, 3] = (0, 0, 0, 10)  # black, faintly opaque: still painted
+    mask = paint_mask([one, two], (4, 4))
+    assert mask.sum() == 5 and mask[0].all() and mask[3, 3]
+
+
+def test_a_paint_layer_of_another_size_is_scaled_to_the_image() -> None:
+    layer = _layer(8, 8, (slice(0, 4), slice(0, 4)))  # top-left quarter of a canvas twice the size
+    mask = paint_mask([layer], (4, 4))
+    expected = np.zeros((4, 4), dtype=bool)
+    expected[:2, :2] = True
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_painting_nothing_is_refused_rather_than_running_at_alpha_zero() -> None:
+    with pytest.raises(ValueError, match="nothing is painted"):
+        build_alpha("painted area", (4, 4), 0.5, layers=[np.zeros((4, 4, 4), np.uint8)])
+    with pytest.raises(ValueError, match="nothing is painted"):
+        build_alpha("painted area", (4, 4), 0.5, layers=None)
+
+
+def test_whole_image_is_a_plain_number() -> None:
+    assert build_alpha("whole image", (4, 4), 0.25) == 0.25
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_alphas_outside_the_unit_interval_are_refused(bad: float) -> None:
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        build_alpha("whole image", (4, 4), bad)
+
+
+def test_unknown_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown mode"):
+        build_alpha("everywhere", (4, 4), 0.5)
+
+
+# -- gradient -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_gradient_runs_from_start_to_end_along_its_direction(direction: str) -> None:
+    height, width = 5, 7
+    g = gradient_map((height, width), direction, 0.2, 0.8)
+    assert g.shape == (1, height, width)
+    horizontal = direction in ("left to right", "right to left")
+    n = width if horizontal else height
+    ramp = np.linspace(0.2, 0.8, n)
+    first, last = {
+        "left to right": (g[0, :, 0], g[0, :, -1]),
+        "right to left": (g[0, :, -1], g[0, :, 0]),
+        "top to bottom": (g[0, 0, :], g[0, -1, :]),
+        "bottom to top": (g[0, -1, :], g[0, 0, :]),
+    }[direction]
+    torch.testing.assert_close(first, torch.full_like(first, 0.2))
+    torch.testing.assert_close(last, torch.full_like(last, 0.8))
+    line = g[0, 0, :] if horizontal else g[0, :, 0]
+    if direction in ("right to left", "bottom to top"):
+        line = line.flip(0)
+    np.testing.assert_allclose(line.numpy(), ramp, atol=1e-6)  # linear, evenly spaced
+
+
+def test_gradient_is_what_build_alpha_returns_in_gradient_mode() -> None:
+    a = build_alpha("gradient", (3, 4), 0.9, direction="top to bottom", start=1.0, end=0.0)
+    torch.testing.assert_close(a, gradient_map((3, 4), "top to bottom", 1.0, 0.0))
+    assert float(a.min()) == 0.0 and float(a.max()) == 1.0
+
+
+def test_gradient_on_a_one_pixel_image_is_the_start_value() -> None:
+    assert float(gradient_map((1, 1), "left to right", 0.3, 0.9)[0, 0, 0]) == pytest.approx(0.3)
+
+
+def test_gradient_refuses_an_unknown_direction() -> None:
+    with pytest.raises(ValueError, match="direction"):
+        gradient_map((2, 2), "diagonal", 0.0, 1.0)
+
+
+# -- labels ---------------------------------------------------------------------------------------
+
+
+def test_end_labels_name_the_models_real_levels() -> None:
+    for name, path in models.available().items():
+        meta = read_metadata(path)
+        left, right = end_labels(meta)
+        assert left and right and left != right, name
+    assert end_labels(DENOISE) == ("sigma 20", "sigma 80")
+    assert end_labels({"levels": [{"quality": 40}, {"quality": 10}]}) == ("quality 40", "quality 10")
+    assert end_labels({"task": "style", "task_options": {"styles": ["mosaic", "candy"]},
+                       "levels": [{"style": 0}, {"style": 1}]}) == ("style mosaic", "style candy")
+
+
+def test_alpha_label_reads_the_level_through_the_calibration() -> None:
+    assert alpha_label(DENOISE, 0.6) == "alpha 0.60 (about sigma 50)"
+    assert alpha_label(DENOISE, 0.3) == "alpha 0.30 (about sigma 35)"  # halfway between 20 and 50
+    assert alpha_label({"levels": [{"perception": 0}, {"perception": 1}]}, 0.3) == "alpha 0.30"
+
+
+# -- uploads --------------------------------------------------------------------------------------
+
+
+def _png(path, width: int, height: int) -> str:
+    Image.fromarray(np.full((height, width, 3), 128, np.uint8)).save(path)
+    return str(path)
+
+
+def test_uploads_within_the_limits_load(tmp_path) -> None:
+    path = _png(tmp_path / "ok.png", 40, 30)
+    assert check_upload(path, UploadLimits(max_megapixels=0.0012, max_bytes=10_000)) == (40, 30)
+    image = load_upload(path, UploadLimits())
+    assert image.image.shape == (3, 30, 40)
+
+
+def test_too_many_pixels_is_refused_with_the_size_and_the_option(tmp_path) -> None:
+    path = _png(tmp_path / "big.png", 40, 30)  # 1200 pixels
+    with pytest.raises(UploadRejected, match=r"40 x 30 .*accepts up to 0.001 megapixels.*--max-megapixels") as err:
+        check_upload(path, UploadLimits(max_megapixels=0.001))
+    assert "\n" not in str(err.value)
+
+
+def test_too_many_bytes_is_refused_before_reading_the_image(tmp_path) -> None:
+    path = tmp_path / "heavy.png"
+    path.write_bytes(b"not even an image" * 100)  # the byte limit is checked first
+    with pytest.raises(UploadRejected, match=r"heavy.png is .* MB; .*--max-upload-mb"):
+        check_upload(path, UploadLimits(max_bytes=1000))
+
+
+def test_a_file_that_is_not_an_image_is_refused(tmp_path) -> None:
+    path = tmp_path / "notes.png"
+    path.write_text("hello")
+    with pytest.raises(UploadRejected, match="not an image"):
+        check_upload(path, UploadLimits())
+
+
+def test_limits_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        UploadLimits(max_megapixels=0)
+    with pytest.raises(ValueError):
+        UploadLimits(max_bytes=-1)
+
+
+# -- engine ---------------------------------------------------------------------------------------
+
+
+def test_auto_for_denoise_follows_the_estimated_sigma() -> None:
+    torch.manual_seed(0)
+    clean = torch.full((3, 64, 64), 0.5)
+    noisy = (clean + torch.randn_like(clean) * 50 / 255).clamp(0, 1)
+    alpha, line = auto_alpha(DENOISE, noisy, None)
+    sigma = float(line.split("sigma ")[1].split()[0])
+    assert 45 < sigma < 55
+    assert alpha == pytest.approx(level_to_alpha(DENOISE, sigma)[0], abs=0.005)  # line shows 1 decimal
+
+
+def test_auto_for_dejpeg_reads_the_quality_of_the_file(tmp_path) -> None:
+    meta = {"task": "dejpeg", "levels": [{"quality": 40}, {"quality": 10}],
+            "calibration": {"level_name": "quality", "levels": [10, 40], "alphas": [1.0, 0.0]}}
+    image = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "q30.jpg", quality=30)
+    alpha, line = auto_alpha(meta, torch.zeros(3, 32, 32), tmp_path / "q30.jpg")
+    assert "quality 30" in line and alpha == pytest.approx(1 / 3)
+    Image.fromarray(image).save(tmp_path / "q30.png")
+    with pytest.raises(AutoUnavailable, match="not a JPEG"):
+        auto_alpha(meta, torch.zeros(3, 32, 32), tmp_path / "q30.png")
+
+
+@pytest.mark.parametrize("meta", [
+    {"task": "sr", "levels": [{"perception": 0}, {"perception": 1}]},
+    {"task": "style", "levels": [{"style": 0}, {"style": 1}]},
+])
+def test_auto_says_clearly_when_the_task_has_no_blind_estimate(meta: dict) -> None:
+    with pytest.raises(AutoUnavailable, match=f"not possible for this model \\(task {meta['task']}\\)"):
+        auto_alpha(meta, torch.zeros(3, 16, 16), None)
+
+
+def test_auto_without_a_calibration_points_to_the_slider() -> None:
+    meta = {"task": "denoise", "levels": [{"sigma": 20}, {"sigma": 80}]}
+    with pytest.raises(AutoUnavailable, match="calibration.*slider"):
+        auto_alpha(meta, torch.rand(3, 32, 32), None)
+
+
+def test_model_cache_reads_each_model_once_and_refuses_plain_networks(tmp_path) -> None:
+    cache = ModelCache()
+    first = cache.get("denoise")
+    assert cache.get("denoise") is first
+    assert cache.get(str(models.resolve("denoise"))) is first  # name and path are one model
+    plain = tmp_path / "plain.safetensors"
+    ftn.save(ftn.build_arch("adafm_net", size="mini"), plain)
+    with pytest.raises(ValueError, match="plain network"):
+        cache.get(str(plain))
+    with pytest.raises(FileNotFoundError, match="shipped"):
+        cache.get("no-such-model")
+
+
+def test_display_and_saved_result_keep_the_pixels(tmp_path) -> None:
+    image = torch.rand(1, 5, 6)  # grey
+    shown = to_display(image)
+    assert shown.shape == (5, 6, 3) and shown.dtype == np.uint8
+    np.testing.assert_array_equal(shown[..., 0], (image[0] * 255).round().numpy().astype(np.uint8))
+    assert to_display(image, size=(10, 12)).shape == (10, 12, 3)
+    path = save_result(torch.rand(3, 5, 6), tmp_path, "out", alpha=torch.ones(1, 5, 6))
+    assert Image.open(path).mode == "RGBA"
+    path = save_result(torch.rand(3, 10, 12), tmp_path, "sr", alpha=torch.ones(1, 5, 6))
+    assert Image.open(path).mode == "RGB"  # transparency of another size is dropped
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+
+def test_ftn_app_passes_its_options_to_launch(monkeypatch) -> None:
+    import ftn.app
+    from ftn.cli import main
+
+    seen = {}
+    monkeypatch.setattr(ftn.app, "launch", lambda config, **_: seen.setdefault("config", config))
+    assert main(["app", "--port", "8123", "--max-megapixels", "2", "--max-upload-mb", "3"]) == 0
+    config = seen["config"]
+    assert (config.host, config.port) == ("127.0.0.1", 8123)  # private unless --host says otherwise
+    assert config.limits == UploadLimits(max_megapixels=2.0, max_bytes=3 * 1024 * 1024)
+
+
+def test_ftn_app_without_gradio_is_a_one_line_error(monkeypatch, capsys) -> None:
+    import ftn.app
+    from ftn.cli import main
+
+    def missing(config, **_):
+        raise ModuleNotFoundError("No module named 'gradio'", name="gradio")
+
+    monkeypatch.setattr(ftn.app, "launch", missing)
+    assert main(["app"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ftn app: error:") and "pip install -e .[app]" in err and "\n" not in err
+
+
+def test_importing_ftn_does_not_import_gradio() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, ftn, ftn.cli, ftn.app; ftn.cli.build_parser(); print('gradio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -1,0 +1,185 @@
+"""The web app end to end, in headless Chromium driven by Playwright: upload an image, paint a stroke,
+move the slider, and check the downloaded result changed where the stroke is and nowhere else.
+
+Needs the ``app`` and ``test`` extras and Debian's Chromium (``apt-get install chromium``; CI's
+``.ci/run`` installs it). Playwright never downloads a browser here: it drives ``/usr/bin/chromium``
+(or ``$FTN_CHROMIUM``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("gradio", reason="the web app is an optional extra: pip install -e .[app]")
+sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright: pip install -e .[test]")
+
+CHROMIUM = Path(os.environ.get("FTN_CHROMIUM", "/usr/bin/chromium"))
+if not CHROMIUM.is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set FTN_CHROMIUM)", allow_module_level=True)
+
+import ftn  # noqa: E402
+from ftn.app import AppConfig, launch  # noqa: E402
+from ftn.data.images import load_image  # noqa: E402
+from ftn.infer.apply import apply_model, level_to_alpha  # noqa: E402
+from ftn.models import resolve  # noqa: E402
+
+# Gradio's queue calls pandas APIs that pandas 3 deprecates; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")
+
+SIZE = 160  # image side: room for pixels far from the stroke, and still a fraction of a second per run
+STROKE_ROW, STROKE_COLS = 80, (56, 104)  # the painted line, in image pixels
+# Farther than this from the stroke's centre line, the output must not change: the brush's radius
+# (Gradio's "auto" size, about 16 px here) plus the denoiser's reach (about 12 px, measured) plus slack.
+FAR = 40
+TIMEOUT_MS = 60_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    port = _free_port()
+    app = launch(AppConfig(port=port), block=False)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()
+
+
+@pytest.fixture(scope="module")
+def page(url: str) -> Iterator[object]:
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
+
+
+def _noisy_image(path: Path) -> Path:
+    """A smooth colour ramp with Gaussian noise of sigma 50 (the denoiser has work everywhere)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE] / (SIZE - 1)
+    clean = np.stack([xx, yy, 0.3 + 0.4 * xx * yy], axis=-1)
+    noisy = np.clip(clean + rng.normal(0, 50 / 255, clean.shape), 0, 1)
+    Image.fromarray((noisy * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+def _to_uint8(image: torch.Tensor) -> np.ndarray:
+    return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy().astype(np.int16)
+
+
+def _paint_stroke(page: object) -> None:
+    """Drag the brush along the stroke; screen positions from the editor's zoom, image centred."""
+    editor = page.locator("#ftn-editor")
+    editor.get_by_role("button", name="Brush", exact=True).click()
+    canvas = editor.locator("canvas").first
+    box = canvas.bounding_box()
+    zoom = float(re.search(r"(\d+)%", editor.inner_text()).group(1)) / 100
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+    def screen(col: float, row: float) -> tuple[float, float]:
+        return cx + (col + 0.5 - SIZE / 2) * zoom, cy + (row + 0.5 - SIZE / 2) * zoom
+
+    page.mouse.move(*screen(STROKE_COLS[0], STROKE_ROW))
+    page.mouse.down()
+    for col in range(STROKE_COLS[0], STROKE_COLS[1] + 1, 4):
+        page.mouse.move(*screen(col, STROKE_ROW))
+    page.mouse.up()
+
+
+def _drag_slider(page: object, to: float) -> None:
+    """Move the alpha slider with the mouse, so that letting go fires its release event."""
+    track = page.locator("#ftn-alpha input[type=range]")
+    box = track.bounding_box()
+    y = box["y"] + box["height"] / 2
+    now = float(track.input_value())
+    page.mouse.move(box["x"] + box["width"] * now, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * to, y, steps=8)
+    page.mouse.up()
+
+
+def _result(page: object, run: int) -> np.ndarray:
+    """Wait for result number ``run`` and download it (the PNG offered for download)."""
+    link = page.locator(f"#ftn-download a[download$='-{run}.png']")
+    link.wait_for()
+    with urllib.request.urlopen(link.get_attribute("href"), timeout=30) as response:
+        return np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB")).astype(np.int16)
+
+
+def test_painted_stroke_changes_the_output_only_where_painted(page: object, tmp_path: Path) -> None:
+    picture = _noisy_image(tmp_path / "noisy.png")
+    ends = page.locator(".ftn-ends")
+    ends.filter(has_text="sigma 20").filter(has_text="sigma 80").wait_for()  # labelled with real levels
+
+    page.set_input_files("#ftn-upload input[type=file]", str(picture))
+    page.locator("#ftn-status", has_text=f"{SIZE} x {SIZE} pixels").wait_for()
+    # The editor fits the new image to its canvas: wait until its zoom settles.
+    page.wait_for_function(
+        "() => { const t = document.querySelector('#ftn-editor').innerText; const m = t.match(/(\\d+)%/);"
+        " const ok = m && !/processing/.test(t) && window.__ftnZoom === m[1]; window.__ftnZoom = m && m[1]; return ok; }",
+        polling=300,
+    )
+    _paint_stroke(page)
+    page.get_by_label("painted area").check()
+    _drag_slider(page, 0.85)
+    out = _result(page, 1)
+    alpha = float(page.locator("#ftn-alpha input[type=number]").input_value())
+    assert 0.7 < alpha <= 1.0
+
+    model = ftn.load(resolve("denoise"))
+    x = load_image(picture).image
+    at_zero = _to_uint8(apply_model(model, x, alpha=0.0))
+    at_alpha = _to_uint8(apply_model(model, x, alpha=alpha))
+    assert out.shape == at_zero.shape == (SIZE, SIZE, 3)
+
+    rows, cols = np.mgrid[0:SIZE, 0:SIZE]
+    nearest_col = np.clip(cols, *STROKE_COLS)
+    distance = np.hypot(rows - STROKE_ROW, cols - nearest_col)  # to the stroke's centre line
+    far = distance > FAR
+    assert far.mean() > 0.3  # the check below covers a good part of the image
+    changed = np.abs(out - at_zero).max(axis=-1)
+    assert changed[far].max() <= 1, "pixels far from the stroke must keep the alpha=0 output (up to rounding)"
+
+    line = (rows == STROKE_ROW) & (cols >= STROKE_COLS[0] + 4) & (cols <= STROKE_COLS[1] - 4)
+    assert (changed[line] > 2).mean() > 0.9, "the painted stroke must change the output"
+    # ... towards the slider's level: on the stroke the output is nearer the alpha output than alpha 0
+    err_alpha = np.abs(out - at_alpha)[line].mean()
+    err_zero = np.abs(out - at_zero)[line].mean()
+    assert err_alpha < 0.5 * err_zero
+
+    # The changed area is the stroke (not some other place): its centre of mass is on the line.
+    weights = (changed > 2).astype(float)
+    centre_row = (rows * weights).sum() / weights.sum()
+    centre_col = (cols * weights).sum() / weights.sum()
+    assert abs(centre_row - STROKE_ROW) < 4 and abs(centre_col - sum(STROKE_COLS) / 2) < 4
+
+    # Auto level: the noise of this image is sigma 50; the estimate moves the slider and runs again.
+    page.locator("#ftn-auto").click()
+    note = page.locator("#ftn-auto-note", has_text="estimated noise sigma")
+    note.wait_for()
+    sigma = float(re.search(r"sigma ([\d.]+)", note.inner_text()).group(1))
+    assert 40 < sigma < 60
+    _result(page, 2)
+    auto_alpha = float(page.locator("#ftn-alpha input[type=number]").input_value())
+    assert abs(auto_alpha - level_to_alpha(model.metadata, sigma)[0]) < 0.011  # slider step 0.01
