@@ -5,10 +5,14 @@ every level; what changes with the level is the objective:
 
 * level 0 — ``L1``: the PSNR-oriented network (ESRGAN's "RRDB_PSNR" stage);
 * level 1 — ESRGAN's perceptual objective ``w_pix L1 + w_vgg ||VGG(y) - VGG(x)||_1 + w_gan L_G^Ra``
-  (ESRGAN's 1e-2, 1, 5e-3, except that the VGG weight is 1/58: ESRGAN's VGG takes inputs normalised
-  to unit scale, the offline weights here take 0-255 caffe inputs, whose features are about 58x
-  (255 x ImageNet's std 0.226) larger), with a VGG-style discriminator trained alongside by the
-  relativistic average GAN loss;
+  with ESRGAN's ``w_pix = 1e-2`` and ``w_gan = 5e-3`` and a VGG-style discriminator trained alongside by
+  the relativistic average GAN loss. ESRGAN's ``w_vgg = 1`` belongs to its VGG19 with unit-scale inputs;
+  the offline weights here are VGG16 with 0-255 caffe inputs, whose features have another scale, so
+  ``w_vgg`` is calibrated on the terms' magnitudes instead: published ESRGAN logs show the weighted
+  perceptual term near 0.8-1.0 and about 10-20x the weighted GAN term at the start of the GAN stage;
+  our conv5_3 term starts near 19 on an L1-trained x4 network, hence ``w_vgg = 1/20``. (A first
+  calibration, 1/58 from the input scale alone, left the GAN term a third of the perceptual one; the
+  tuners then learnt a dot-grid artefact and NIQE rose with alpha: ``docs/investigation.md``.)
 * a level ``p`` in between — ``(1 - p) L1 + p (level-1 objective)`` (only 0 and 1 are trained).
 
 ESRGAN takes VGG19's conv5_4 before its ReLU; the weights available offline here are VGG16's, so the
@@ -34,7 +38,7 @@ class SuperResolution(Task):
     test_levels = (0.0, 1.0)
     has_reference = True
 
-    def __init__(self, *, scale: int = 4, pixel_weight: float = 1e-2, perceptual_weight: float = 1 / 58,
+    def __init__(self, *, scale: int = 4, pixel_weight: float = 1e-2, perceptual_weight: float = 1 / 20,
                  gan_weight: float = 5e-3, perceptual_layer: str = "conv5_3", vgg_weights: str | None = None,
                  discriminator: str = "full", discriminator_lr: float = 1e-4) -> None:
         if int(scale) != scale or scale < 1:
