@@ -57,6 +57,42 @@ def run_measured(args: list[str], threads: int) -> tuple[float, float, str]:
         return seconds, usage.ru_maxrss / 1024, out.read()  # Linux: ru_maxrss in KiB
 
 
+def measure_photo(width: int, height: int, model: str, alpha: str, threads: int) -> str:
+    """Run the three configurations on a generated photo; returns the markdown report."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        photo = Path(tmp) / "photo.png"
+        make_photo(photo, width, height)
+        outputs = {}
+        for label, tile in (("whole image (--tile 0)", "0"), ("auto tiles (--tile auto)", "auto"), ("512-px tiles (--tile 512)", "512")):
+            target = Path(tmp) / f"out-{tile}.png"
+            seconds, peak, printed = run_measured(
+                ["-i", str(photo), "-o", str(target), "--model", model, "--alpha", alpha, "--tile", tile], threads
+            )
+            outputs[tile] = np.asarray(Image.open(target), dtype=np.int16)
+            found = re.search(r"(\d+) tiles", printed)
+            rows.append((label, tile, found[1] if found else "1", seconds, peak))
+            print(f"{label:28s} tiles {rows[-1][2]:>4s}  {seconds:7.1f} s  peak {peak:8.0f} MiB", flush=True)
+    whole_peak = rows[0][4]
+    input_mib = width * height * 3 * 4 / 2**20
+    lines = [
+        "# Large images: peak memory of `ftn run`, whole image against tiles",
+        "",
+        f"Measured {datetime.date.today()} by `python benchmarks/tiling.py` on {machine()}.",
+        "",
+        f"Photo {width}x{height} (generated, noise sigma 30), model `{model}`, alpha {alpha}; each row is one",
+        "`ftn run` process, its peak resident memory read with `wait4` (it includes Python, torch and the image",
+        f"buffers: the float32 input alone is {input_mib:.0f} MiB). Max |difference| to the whole-image output is in 8-bit levels.",
+        "",
+        "| run | tiles | time (s) | peak memory (MiB) | peak vs whole image | max diff to whole image |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, tile, tiles, seconds, peak in rows:
+        diff = int(np.abs(outputs[tile] - outputs["0"]).max())
+        lines.append(f"| {label} | {tiles} | {seconds:.1f} | {peak:.0f} | {peak / whole_peak:.2f} | {diff} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="4000x3000", help="WIDTHxHEIGHT of the test photo (default 4000x3000)")
@@ -66,39 +102,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(DOCS / "tiling.md"), help="markdown file to write, or - for none")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
-
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        photo = Path(tmp) / "photo.png"
-        make_photo(photo, width, height)
-        outputs = {}
-        for label, tile in (("whole image (--tile 0)", "0"), ("auto tiles (--tile auto)", "auto"), ("512-px tiles (--tile 512)", "512")):
-            target = Path(tmp) / f"out-{tile}.png"
-            seconds, peak, printed = run_measured(
-                ["-i", str(photo), "-o", str(target), "--model", args.model, "--alpha", args.alpha, "--tile", tile], args.threads
-            )
-            outputs[tile] = np.asarray(Image.open(target), dtype=np.int16)
-            found = re.search(r"(\d+) tiles", printed)
-            tiles = found[1] if found else "1"
-            rows.append((label, tiles, seconds, peak))
-            print(f"{label:28s} tiles {tiles:>4s}  {seconds:7.1f} s  peak {peak:8.0f} MiB", flush=True)
-        diffs = {t: int(np.abs(outputs[t] - outputs["0"]).max()) for t in outputs}
-    whole_peak = rows[0][3]
-    input_mib = width * height * 3 * 4 / 2**20
-    lines = [
-        "# Large images: peak memory of `ftn run`, whole image against tiles",
-        "",
-        f"Measured {datetime.date.today()} by `python benchmarks/tiling.py` on {machine()}.",
-        f"Photo {width}x{height} (generated, noise sigma 30), model `{args.model}`, alpha {args.alpha}; each row is one",
-        "`ftn run` process, its peak resident memory read with `wait4` (it includes Python, torch and the image",
-        f"buffers: the float32 input alone is {input_mib:.0f} MiB). Max |difference| to the whole-image output is in 8-bit levels.",
-        "",
-        "| run | tiles | time (s) | peak memory (MiB) | peak vs whole image | max diff to whole image |",
-        "|---|---|---|---|---|---|",
-    ]
-    for (label, tiles, seconds, peak), tile in zip(rows, ("0", "auto", "512")):
-        lines.append(f"| {label} | {tiles} | {seconds:.1f} | {peak:.0f} | {peak / whole_peak:.2f} | {diffs[tile]} |")
-    text = "\n".join(lines) + "\n"
+    text = measure_photo(width, height, args.model, args.alpha, args.threads)
     print(text)
     if args.out != "-":
         Path(args.out).write_text(text)
