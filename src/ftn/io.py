@@ -79,9 +79,21 @@ def save(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> None:
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``ftn`` metadata of a safetensors file ({} when it has none)."""
-    with safe_open(str(path), framework="pt") as f:
-        raw = (f.metadata() or {}).get("ftn")
+    """The ``ftn`` metadata of a safetensors file ({} when it has none).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a safetensors file (a pickled ``.pth``, an image, ...), or its
+            metadata is not a JSON object.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("ftn")
+    except Exception as err:  # safetensors' own error type: a file of another kind, or a damaged one
+        hint = " (a .pth checkpoint: read its weights with ftn.load_base, which never unpickles code)" if Path(path).suffix in (".pth", ".pt") else ""
+        raise ValueError(f"{path}: not a safetensors model file ({' '.join(str(err).split())}){hint}") from None
     if raw is None:
         return {}
     try:
