@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     quick = args.quick
     inference = [("full", 64 if quick else 256, 3 if quick else 15), ("mini", 64 if quick else 256, 3 if quick else 15),
-                 ("full", 128 if quick else 1024, 2 if quick else 5), ("mini", 128 if quick else 1024, 2 if quick else 7)]
+                 ("full", 128 if quick else 1024, 2 if quick else 3), ("mini", 128 if quick else 1024, 2 if quick else 7)]
 
     # 1-2: fixed alpha and per-pixel maps, every method beside the plain network
     speed_rows = []

@@ -367,3 +367,20 @@ def test_methods_registry_lists_capabilities() -> None:
     assert {n for n, c in caps.items() if c.exact_export} == {"ftn", "dni", "adafm"}
     assert all(c.per_pixel and c.per_sample for c in caps.values())
     assert not ftn.METHODS["adafm"].capabilities(ftn.METHODS["adafm"].config(kernel_size=5)).exact_export
+
+
+def test_dni_sees_tensors_moved_or_assigned_after_a_forward() -> None:
+    """DNI collects its tensors once for speed: a dtype move or a newly assigned parameter must still count."""
+    torch.manual_seed(0)
+    model = ftn.attach(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 3, padding=1)), "dni").eval()
+    with torch.no_grad():
+        for p in model.tuner_parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        model(x, alpha=0.5)
+        model.double()
+        torch.testing.assert_close(model(x.double(), alpha=0.5), model.export(0.5)(x.double()))
+        first = model.model[0].base
+        first.weight = nn.Parameter(torch.zeros_like(first.weight))
+        torch.testing.assert_close(model(x.double(), alpha=0.5), model.export(0.5)(x.double()))
