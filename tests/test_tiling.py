@@ -173,3 +173,14 @@ def test_out_of_memory_halves_the_tile_and_retries():
     assert max(seen[-3:]) <= 64
     model.forward = original
     torch.testing.assert_close(out, apply_model(model, image, alpha=0.5), atol=1e-5, rtol=0)
+
+
+def test_auto_tile_size_sees_through_tunable_layers(monkeypatch):
+    """Tunable layers run their conv's kernel themselves: the memory probe must still see the widths."""
+    monkeypatch.setattr(tiling, "available_memory", lambda device: 1 << 26)
+    net = ftn.build_arch("adafm_net", size="mini", blocks=1)
+    plain = tiling.auto_tile_size(net, 3, torch.device("cpu"))
+    for method in ("ftn", "dni", "adafm"):
+        model = ftn.attach(ftn.build_arch("adafm_net", size="mini", blocks=1), method).eval()
+        assert tiling.auto_tile_size(model, 3, torch.device("cpu")) == plain
+

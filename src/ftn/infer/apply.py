@@ -276,7 +276,7 @@ def _forward(
                 return model(piece, alpha=alpha if piece_map is None else piece_map)
 
             side = min(16, height, width)  # a small probe tells the output scale (super-resolution)
-            probe = model(x[:1, :, :side, :side], alpha=alpha if amap is None else amap[..., :side, :side])
+            probe = model(x[:, :, :side, :side], alpha=alpha if amap is None else amap[..., :side, :side])
             scale = probe.shape[-1] // side
             return tiled_forward(run, x, tile=tile, overlap=overlap, scale=scale, align=align, alpha_map=amap,
                                  progress=progress)

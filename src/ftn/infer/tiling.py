@@ -24,11 +24,13 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["TilePlan", "plan_tiles", "feather_weights", "tiled_forward", "available_memory", "auto_tile_size",
+__all__ = ["TilePlan", "feather_weights", "tiled_forward", "available_memory", "auto_tile_size",
            "normalises_globally"]
 
-#: Bytes of float32 activations alive at once per input pixel, per channel of the widest layer: the
-#: layer's input and output, a concatenation or skip beside them, and the allocator's slack.
+#: How many activations of the widest layer's size are alive at once: its input and output, a
+#: concatenation or skip beside them, the allocator's slack. Chosen to err on the safe side;
+#: benchmarks/tiling.py measures the outcome (docs/tiling.md: 4 automatic tiles of a 4000x3000
+#: photo peaked at 2.4 GB, about half of what this factor budgets).
 _LIVE_FACTOR = 6
 
 
@@ -193,15 +195,19 @@ def available_memory(device: torch.device) -> int:
 
 
 def _activation_per_pixel(network: nn.Module, channels: int, device: torch.device, dtype: torch.dtype) -> float:
-    """The largest conv output, in elements per input pixel, seen on a small probe forward."""
+    """The largest module output, in elements per input pixel, seen on a small probe forward.
+
+    Every module is hooked, not only ``nn.Conv2d``: a tunable layer runs its conv's kernel itself
+    (``_conv_forward``), so the conv's own hook never fires; the wrapper's does.
+    """
     side = 64
     largest = [float(channels)]
 
     def hook(_module: nn.Module, _inputs: object, output: object) -> None:
-        if isinstance(output, Tensor):
+        if isinstance(output, Tensor) and output.dim() == 4:
             largest.append(output[0].numel() / (side * side))
 
-    handles = [m.register_forward_hook(hook) for m in network.modules() if isinstance(m, nn.Conv2d)]
+    handles = [m.register_forward_hook(hook) for m in network.modules()]
     try:
         with torch.inference_mode():
             network(torch.zeros(1, channels, side, side, device=device, dtype=dtype))
@@ -223,10 +229,9 @@ def auto_tile_size(
 ) -> int:
     """A tile side whose activations fit in ``budget`` x the free memory of ``device``.
 
-    The memory a forward needs per input pixel is estimated from the widest conv output of a 64x64
-    probe forward, times a factor for what is alive at once (measured against the peak resident memory
-    of a 4000x3000 run in ``benchmarks/tiling.py``). The side is rounded down to ``multiple`` and kept
-    in [``smallest``, ``largest``].
+    The memory a forward needs per input pixel is estimated from the widest layer output of a 64x64
+    probe forward, times a safety factor for what is alive at once (``_LIVE_FACTOR``). The side is
+    rounded down to ``multiple`` and kept in [``smallest``, ``largest``].
     """
     param = next(iter(network.parameters()), None)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
