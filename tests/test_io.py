@@ -46,6 +46,23 @@ def test_exported_plain_model_round_trips(tmp_path) -> None:
     assert loaded.metadata["alpha"] == 0.7
 
 
+def test_load_tunable_returns_a_tunable_model_and_refuses_the_rest(tmp_path) -> None:
+    from ftn.io import load_tunable
+
+    tunable, plain, garbage = (tmp_path / n for n in ("t.safetensors", "p.safetensors", "g.safetensors"))
+    ftn.save(_tunable("adafm", kernel_size=1), tunable, task="denoise")
+    ftn.save(_tunable("dni").export(0.5), plain)
+    garbage.write_bytes(b"\x00" * 64)
+    assert isinstance(load_tunable(tunable), ftn.TunableModel)
+    with pytest.raises(ValueError, match="plain network with no alpha"):
+        load_tunable(plain)
+    with pytest.raises(ValueError, match="not a safetensors model file") as err:
+        load_tunable(garbage)
+    assert "\n" not in str(err.value)
+    with pytest.raises(FileNotFoundError):
+        load_tunable(tmp_path / "missing.safetensors")
+
+
 def test_reserved_and_unserialisable_metadata_are_refused(tmp_path) -> None:
     model = _tunable()
     with pytest.raises(ValueError, match="written by ftn itself"):

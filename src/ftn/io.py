@@ -28,7 +28,7 @@ from torch import Tensor
 from .archs import ARCHS, build_arch
 from .methods import METHODS, TunableLayer, TunableModel, attach
 
-__all__ = ["save", "load", "load_base", "read_metadata", "read_state_dict", "FORMAT"]
+__all__ = ["save", "load", "load_tunable", "load_base", "read_metadata", "read_state_dict", "FORMAT"]
 
 FORMAT = "ftn/1"
 _RESERVED = {"format", "arch", "arch_options", "method", "method_options", "targets", "allow_extrapolation"}
@@ -175,6 +175,27 @@ def load(path: str | os.PathLike, *, model: nn.Module | None = None) -> nn.Modul
     network.load_state_dict(state, strict=True)
     result.metadata = {k: v for k, v in meta.items() if k not in _RESERVED}
     return result
+
+
+def load_tunable(path: str | os.PathLike) -> TunableModel:
+    """:func:`load` for the places that need an alpha to set (``ftn run``, the app).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a safetensors model (one line, for any reader error), or it
+            holds a plain network with no method attached.
+    """
+    path = Path(path)
+    try:
+        model = load(path)
+    except (FileNotFoundError, ValueError):
+        raise
+    except Exception as err:  # safetensors' own errors for a file that is not a model
+        detail = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ValueError(f"cannot read model {path}: it is not a safetensors model file ({detail})") from None
+    if not isinstance(model, TunableModel):
+        raise ValueError(f"{path} is a plain network with no alpha to set; attach a method first (ftn.attach, ftn train)")
+    return model
 
 
 #: Wrappers that training code puts around a state dict, in the order they are unwrapped: BasicSR

@@ -41,7 +41,7 @@ class ModelCache:
             FileNotFoundError: no such file and no shipped model of that name.
             ValueError: the file is not a tunable model.
         """
-        from ..io import load
+        from ..io import load_tunable
         from ..models import resolve
 
         path = resolve(name_or_path.strip())
@@ -52,15 +52,7 @@ class ModelCache:
             cached = self._models.get(key)
             if cached is not None and cached[0] == mtime:
                 return cached[1]
-            try:
-                model = load(path)
-            except (FileNotFoundError, ValueError):
-                raise
-            except Exception as err:  # safetensors' own errors for a file that is not a model
-                raise ValueError(f"{path.name} is not a safetensors model file ({type(err).__name__})") from None
-            if not isinstance(model, TunableModel):
-                raise ValueError(f"{path.name} is a plain network with no alpha to set; the app needs a tunable model")
-            model = model.to("cpu").eval()
+            model = load_tunable(path).to("cpu").eval()
             self._models[key] = (mtime, model)
             return model
 

@@ -328,20 +328,10 @@ def _plan(args: argparse.Namespace, model: Any) -> _Plan:
 
 
 def _load_model(name_or_path: str, device: torch.device) -> Any:
-    from ..io import load
-    from ..methods import TunableModel
+    from ..io import load_tunable
     from ..models import resolve
 
-    path = resolve(name_or_path)
-    try:
-        model = load(path)
-    except (FileNotFoundError, ValueError):
-        raise
-    except Exception as err:  # safetensors' own errors for a file that is not a model
-        raise UsageError(f"cannot read model {path}: it is not a safetensors model file ({_one_line(err)})") from None
-    if not isinstance(model, TunableModel):
-        raise UsageError(f"{path} is a plain network with no alpha to set; ftn run needs a tunable model")
-    return model.to(device).eval()
+    return load_tunable(resolve(name_or_path)).to(device).eval()
 
 
 def run_command(args: argparse.Namespace) -> int:
