@@ -13,27 +13,7 @@ REPORT_S=${REPORT_S:-150}      # wall-clock cap for the evaluation
 ONLY=${ONLY:-}                 # optional: train only the runs matching these task/run patterns, e.g. "sr-rrdb/*"
 OUT=${OUT:-/tmp/out}
 LOGS=/tmp/device-logs; mkdir -p "$LOGS" "$OUT"
-export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
-if [ -d .carry ]; then  # .carry/<group>/<folder> -> ../shared/<group>/<folder>, e.g. data/train/BSD432
-  for d in $(cd .carry && find . -mindepth 2 -maxdepth 3 -type d -path './*/*' | sed 's#^\./##'); do
-    parent=$(dirname "$d"); mkdir -p "../shared/$parent"
-    [ -e "../shared/$d" ] || cp -r ".carry/$d" "../shared/$parent/"
-  done
-fi
-if [ -f .carry/vgg16_fp16.safetensors.xz ]; then  # VGG16 sent as float16 (xz) to fit the transfer limit
-  mkdir -p ../shared/weights
-  python3 - <<'PY'
-import lzma, torch
-from safetensors.torch import load, save_file
-raw = lzma.open(".carry/vgg16_fp16.safetensors.xz").read()
-from safetensors import safe_open
-open("/tmp/vgg16_fp16.safetensors", "wb").write(raw)
-with safe_open("/tmp/vgg16_fp16.safetensors", "pt") as f:
-    meta = {k: v for k, v in (f.metadata() or {}).items() if k != "note"}
-save_file({k: v.float() for k, v in load(raw).items()}, "../shared/weights/vgg16_imagenet_features_caffe.safetensors", metadata=meta)
-PY
-fi
-python3 -c "import torch, ftn; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
+source scripts/device_setup.sh
 runs_of() {  # runs_of WHICH: "recipe|task/run" of the missing runs; 1: those that can start now, 2: all
   python3 - "$1" $RECIPES <<'PY'
 import fnmatch, os, sys; sys.path.insert(0, "benchmarks"); from reproduce import load_recipe; from pathlib import Path
