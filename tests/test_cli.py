@@ -22,6 +22,12 @@ def test_info_prints_metadata(tmp_path, capsys) -> None:
     assert '"method": "ftn"' in out and '"sigma": 80' in out
 
 
+def test_info_reads_a_shipped_model_by_name(capsys) -> None:
+    assert main(["info", "sr-pd-x4"]) == 0
+    out = capsys.readouterr().out
+    assert '"task": "sr"' in out and '"perception": 1' in out
+
+
 def test_missing_file_is_a_one_line_error(tmp_path, capsys) -> None:
     assert main(["info", str(tmp_path / "nope.safetensors")]) != 0
     err = capsys.readouterr().err.strip()

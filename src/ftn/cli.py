@@ -71,8 +71,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import json
 
     from .io import read_metadata
+    from .models import resolve
 
-    print(json.dumps(read_metadata(args.model), indent=2))
+    print(json.dumps(read_metadata(resolve(args.model)), indent=2))
     return 0
 
 
@@ -151,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=_cmd_export)
 
     info = sub.add_parser("info", help="print a model file's metadata")
-    info.add_argument("model", help="path to a .safetensors model")
+    info.add_argument("model", help="a .safetensors model file or a shipped model's name (e.g. sr-pd-x4)")
     info.set_defaults(func=_cmd_info)
     return parser
 
