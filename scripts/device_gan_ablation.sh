@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Which term of the GAN-level objective makes the dot-grid artefact of PD-SR stage 2? One GPU, all at
 # once: the sr-cfsnet DNI run (a full fine-tune, as ESRGAN's GAN stage) retrained with one change each.
-#   ABL_S=200 bash scripts/device_gan_ablation.sh   ->  $OUT/ablation.tar (runs/gan-ablation/<variant>/...)
-# Evaluate here: python benchmarks/gan_ablation.py (NIQE / PSNR at alpha 1 on Set5 + Set14).
+#   ABL_S=200 bash scripts/device_gan_ablation.sh   ->  $OUT/ablation.tar (reproduce/runs/gan-ablation/<variant>/...)
+# Back here: tar xf ablation.tar; python benchmarks/gan_ablation.py (NIQE / PSNR at alpha 1 on Set5 + Set14).
+# (The committed runs were trained into runs/gan-ablation/ and moved; their config.yaml still says so.)
 set -u
 OUT=${OUT:-/tmp/out}; ABL_S=${ABL_S:-200}; ITERS=${ITERS:-1500}
 mkdir -p "$OUT"
@@ -18,11 +19,11 @@ declare -A VARIANTS=(
   [vgg-conv4_3]="--set task_options.perceptual_layer=conv4_3 --set task_options.perceptual_weight=0.0075"  # a shallower layer, its term at the same start magnitude (146 vs 21.8 raw)
 )
 for name in "${!VARIANTS[@]}"; do
-  timeout "$ABL_S" python3 -m ftn.train.cli "$CONFIG" --no-progress --set out_dir=runs/gan-ablation/$name \
+  timeout "$ABL_S" python3 -m ftn.train.cli "$CONFIG" --no-progress --set out_dir=reproduce/runs/gan-ablation/$name \
     --set iterations=$ITERS --set threads=1 --set name=gan-ablation-$name ${VARIANTS[$name]} \
     >"$OUT/log-$name.txt" 2>&1 &
 done
 wait
-tar cf "$OUT/ablation.tar" --exclude=checkpoint.safetensors --exclude='*.tmp' runs/gan-ablation
+tar cf "$OUT/ablation.tar" --exclude=checkpoint.safetensors --exclude='*.tmp' reproduce/runs/gan-ablation
 for f in "$OUT"/log-*.txt; do echo "== $f"; tail -n 2 "$f"; done
-tail -n 1 runs/gan-ablation/*/log.csv
+tail -n 1 reproduce/runs/gan-ablation/*/log.csv
