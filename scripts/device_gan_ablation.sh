@@ -8,7 +8,7 @@ set -u
 OUT=${OUT:-/tmp/out}; ABL_S=${ABL_S:-200}; ITERS=${ITERS:-1500}
 mkdir -p "$OUT"
 if [ -d reproduce/runs/gan-ablation ]; then  # the committed results: a rerun must not mix with them
-  echo "reproduce/runs/gan-ablation exists (the last results): move it away first, e.g. git rm -r --cached + mv" >&2
+  echo "reproduce/runs/gan-ablation exists (the last results): move it away first (mv reproduce/runs/gan-ablation /tmp/)" >&2
   exit 2
 fi
 source scripts/device_setup.sh
