@@ -29,6 +29,7 @@ from ftn.losses import (
     relativistic_gan_losses,
     total_variation,
 )
+from ftn import assets
 from ftn.losses import vgg as vgg_module
 from ftn.losses.vgg import convention_from_metadata, features_state_dict, infer_arch
 
@@ -236,26 +237,39 @@ def test_refuses_pickled_objects(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- finding weights
 
 
+def fake_checkout(root: Path) -> Path:
+    """A source-checkout layout under ``root`` (``repo/pyproject.toml``, ``repo/src/ftn``); its package dir."""
+    package = root / "repo" / "src" / "ftn"
+    package.mkdir(parents=True)
+    (root / "repo" / "pyproject.toml").write_text("")
+    return package
+
+
 def test_missing_weights_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(assets, "_PACKAGE_DIR", fake_checkout(tmp_path))  # a checkout with no ../shared
     monkeypatch.setenv("FTN_VGG_WEIGHTS", str(tmp_path / "absent.safetensors"))
     with pytest.raises(FileNotFoundError, match="FTN_VGG_WEIGHTS"):
         find_vgg_weights()
     monkeypatch.delenv("FTN_VGG_WEIGHTS")
-    monkeypatch.setattr(vgg_module, "default_weight_locations", lambda: [tmp_path / "nowhere.safetensors"])
     with pytest.raises(FileNotFoundError) as info:
         find_vgg_weights()
     message = str(info.value)
     assert "FTN_VGG_WEIGHTS" in message and "Perceptual" in message and "vgg16-397923af.pth" in message
+    assert "vgg_weights" in message and str(tmp_path / "shared" / "weights") in message
+    assert "\n" not in message
     with pytest.raises(FileNotFoundError, match="FTN_VGG_WEIGHTS"):
         find_vgg_weights(tmp_path / "also-absent.pth")
 
 
 def test_find_weights_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    explicit, env, default = (tmp_path / n for n in ("explicit.pth", "env.pth", "default.safetensors"))
+    monkeypatch.setattr(assets, "_PACKAGE_DIR", fake_checkout(tmp_path))
+    default = tmp_path / "shared" / "weights" / vgg_module.DEFAULT_WEIGHTS_NAME
+    explicit, env = tmp_path / "explicit.pth", tmp_path / "env.pth"
+    default.parent.mkdir(parents=True)
     for p in (explicit, env, default):
         p.write_bytes(b"")
-    monkeypatch.setattr(vgg_module, "default_weight_locations", lambda: [default])
     monkeypatch.delenv("FTN_VGG_WEIGHTS", raising=False)
+    assert vgg_module.default_weight_locations() == [default]
     assert find_vgg_weights() == default
     monkeypatch.setenv("FTN_VGG_WEIGHTS", str(env))
     assert find_vgg_weights() == env

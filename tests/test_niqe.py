@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from ftn.data.resize import imresize
-from ftn.eval import niqe as niqe_module
+from ftn import assets
 from ftn.eval.niqe import NIQE_PARAMS_ENV, load_params, niqe
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -324,6 +324,10 @@ def test_missing_params_explain_how_to_provide(monkeypatch: pytest.MonkeyPatch, 
         niqe(img)
 
     monkeypatch.delenv(NIQE_PARAMS_ENV)
-    monkeypatch.setattr(niqe_module, "_default_param_paths", lambda: [missing])
-    with pytest.raises(FileNotFoundError, match="niqe_pris_params.npz"):
+    package = tmp_path / "repo" / "src" / "ftn"  # a source checkout with no ../shared
+    package.mkdir(parents=True)
+    (tmp_path / "repo" / "pyproject.toml").write_text("")
+    monkeypatch.setattr(assets, "_PACKAGE_DIR", package)
+    with pytest.raises(FileNotFoundError, match="niqe_pris_params.npz") as info:
         niqe(img)
+    assert str(tmp_path / "shared" / "metrics" / "niqe_pris_params.npz") in str(info.value)

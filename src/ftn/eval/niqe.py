@@ -55,6 +55,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ftn.assets import find_asset
 from ftn.data.resize import _contributions, imresize
 from ftn.eval.metrics import rgb_to_y, to_uint8
 
@@ -63,18 +64,12 @@ __all__ = ["niqe", "load_params", "NIQE_PARAMS_ENV", "NiqeParams"]
 NIQE_PARAMS_ENV = "FTN_NIQE_PARAMS"
 """Environment variable naming the pristine-model ``.npz`` when ``params`` is not given."""
 
-_PARAMS_NAME = Path("shared") / "metrics" / "niqe_pris_params.npz"
+_PARAMS_NAME = "metrics/niqe_pris_params.npz"  # below the project's shared/ folder
 _KEYS = ("mu_pris_param", "cov_pris_param", "gaussian_window")
 _SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
 
 NiqeParams = dict[str, np.ndarray]
 _ParamsArg = str | os.PathLike[str] | Mapping[str, np.ndarray] | None
-
-
-def _default_param_paths() -> list[Path]:
-    """Where the model is looked for when neither ``params`` nor the env variable is given."""
-    repo_root = Path(__file__).resolve().parents[3]
-    return [Path.cwd().parent / _PARAMS_NAME, repo_root.parent / _PARAMS_NAME]
 
 
 def _validated(arrays: Mapping[str, np.ndarray], source: str) -> NiqeParams:
@@ -104,43 +99,24 @@ def _load_npz(path: str) -> NiqeParams:
         return _validated(data, path)
 
 
-def _missing(path: Path, why: str) -> FileNotFoundError:
-    return FileNotFoundError(
-        f"NIQE pristine model not found ({why}): {path}. Pass params=<path to niqe_pris_params.npz> "
-        f"(keys {', '.join(_KEYS)}; the MATLAB release's model, also shipped with BasicSR) or set "
-        f"the environment variable {NIQE_PARAMS_ENV} to that path; by default it is looked for at "
-        f"../shared/metrics/niqe_pris_params.npz relative to the working directory and the repository."
-    )
-
-
 def load_params(params: _ParamsArg = None) -> NiqeParams:
     """The pristine NIQE model as read-only float64 arrays (``mu_pris_param`` reshaped to (1, 36)).
 
     ``params`` may be a mapping with the three arrays, or a path to an ``.npz`` holding them. When
     ``None``: the path in the environment variable ``FTN_NIQE_PARAMS`` if set, otherwise
-    ``../shared/metrics/niqe_pris_params.npz`` relative to the working directory, then relative to
-    the repository root. Files are read once and cached.
+    ``../shared/metrics/niqe_pris_params.npz`` beside a source checkout (:func:`ftn.assets.find_asset`).
+    Files are read once and cached.
 
     Raises:
         FileNotFoundError: with instructions, when no model file is found.
     """
     if isinstance(params, Mapping):
         return _validated(params, "the given mapping")
-    if params is not None:
-        path = Path(params).expanduser()
-        if not path.is_file():
-            raise _missing(path, "the params path given")
-    elif os.environ.get(NIQE_PARAMS_ENV):
-        path = Path(os.environ[NIQE_PARAMS_ENV]).expanduser()
-        if not path.is_file():
-            # an explicit setting that is wrong must not silently fall back to another model
-            raise _missing(path, f"{NIQE_PARAMS_ENV} is set")
-    else:
-        candidates = _default_param_paths()
-        found = [p for p in candidates if p.is_file()]
-        if not found:
-            raise _missing(candidates[-1], "no params given and none at the default places")
-        path = found[0]
+    path = find_asset(
+        _PARAMS_NAME, path=params, env_var=NIQE_PARAMS_ENV, what="NIQE pristine model",
+        option="params=<path to niqe_pris_params.npz>",
+        hint=f"It holds {', '.join(_KEYS)}: the MATLAB release's model, also shipped with BasicSR.",
+    )
     return _load_npz(str(path.resolve()))
 
 

@@ -36,6 +36,8 @@ import torch
 from safetensors import safe_open
 from torch import Tensor, nn
 
+from ftn.assets import find_asset, shared_folder
+
 __all__ = [
     "CONVENTIONS",
     "CONFIGS",
@@ -56,6 +58,7 @@ __all__ = [
 ENV_VAR = "FTN_VGG_WEIGHTS"
 #: File name of the project's shared VGG16 weights.
 DEFAULT_WEIGHTS_NAME = "vgg16_imagenet_features_caffe.safetensors"
+_SHARED_NAME = f"weights/{DEFAULT_WEIGHTS_NAME}"  # below the project's shared/ folder
 
 #: Channel widths of the convolutions per block (a max-pool closes each block).
 CONFIGS: dict[str, tuple[tuple[int, ...], ...]] = {
@@ -369,48 +372,30 @@ def infer_arch(state: Mapping[str, Tensor], *, source: str = "state dict") -> st
 
 
 def default_weight_locations() -> list[Path]:
-    """Where :func:`find_vgg_weights` looks when neither a path nor ``FTN_VGG_WEIGHTS`` is given."""
-    rel = Path("shared") / "weights" / DEFAULT_WEIGHTS_NAME
-    return [Path.cwd().parent / rel, Path(__file__).resolve().parents[3].parent / rel]
+    """Where :func:`find_vgg_weights` looks when neither a path nor ``FTN_VGG_WEIGHTS`` is given.
+
+    The shared file beside a source checkout; nothing for an installed package (see :mod:`ftn.assets`).
+    """
+    shared = shared_folder()
+    return [] if shared is None else [shared / _SHARED_NAME]
 
 
 def find_vgg_weights(path: str | os.PathLike | None = None) -> Path:
     """The VGG weights file to use: ``path``, else ``$FTN_VGG_WEIGHTS``, else the shared VGG16 file.
 
-    The shared file is looked for at ``../shared/weights/vgg16_imagenet_features_caffe.safetensors``
-    relative to the working directory and to the repository root. Raises ``FileNotFoundError``
-    explaining how to provide weights when none is found (nothing is ever downloaded).
+    The shared file is ``../shared/weights/vgg16_imagenet_features_caffe.safetensors`` beside a source
+    checkout (:func:`ftn.assets.find_asset`). Raises ``FileNotFoundError`` explaining how to provide
+    weights when none is found (nothing is ever downloaded).
     """
-    if path is not None:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise FileNotFoundError(f"VGG weights file not found: {p}\n{_how_to_provide()}")
-        return p
-    env = os.environ.get(ENV_VAR)
-    if env:
-        p = Path(env).expanduser()
-        if not p.is_file():
-            raise FileNotFoundError(f"{ENV_VAR}={env} does not name a file.\n{_how_to_provide()}")
-        return p
-    tried = default_weight_locations()
-    for p in tried:
-        if p.is_file():
-            return p
-    looked = ", ".join(str(p) for p in tried)
-    raise FileNotFoundError(f"no VGG weights found (looked in {looked}).\n{_how_to_provide()}")
-
-
-def _how_to_provide() -> str:
-    return (
-        "Perceptual tasks (SR with the perceptual/GAN objective, style transfer) need ImageNet VGG "
-        "weights, and ftn never downloads anything at run time. Provide them in one of these ways:\n"
-        f"  * set the environment variable {ENV_VAR}=/path/to/weights "
-        "(.safetensors, or a .pth state dict);\n"
-        "  * pass the file explicitly (the task option vgg_weights, e.g. `task_options: {vgg_weights: PATH}` "
-        "in a training config, or find_vgg_weights(path) / VGGFeatures.load(path));\n"
-        f"  * put the project's shared file at ../shared/weights/{DEFAULT_WEIGHTS_NAME};\n"
-        "  * or download torchvision's VGG16 weights on another machine "
-        "(https://download.pytorch.org/models/vgg16-397923af.pth), copy the file here and point "
-        f"{ENV_VAR} at it (it is read with weights_only=True; a .pth file is taken to use torchvision's "
-        "input convention)."
+    found = find_asset(
+        _SHARED_NAME, path=path, env_var=ENV_VAR, what="VGG weights file",
+        option="the file explicitly (the task option vgg_weights, e.g. `task_options: {vgg_weights: PATH}`, "
+               "or find_vgg_weights(PATH))",
+        hint=("Perceptual tasks (SR with the perceptual/GAN objective, style transfer) need ImageNet VGG "
+              "weights and ftn never downloads anything: torchvision's VGG16 "
+              "(https://download.pytorch.org/models/vgg16-397923af.pth, fetched on another machine) "
+              "works too (.safetensors or a .pth state dict, read with weights_only=True)."),
     )
+    if not found.is_file():
+        raise FileNotFoundError(f"VGG weights: {found} is not a file")
+    return found

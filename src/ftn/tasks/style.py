@@ -15,30 +15,36 @@ ratio of 1e5 / 58^2 = 30, hence the defaults content 30, style 1e3 (Adam is blin
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..assets import find_asset
 from . import Objective, Task, check_images
 
-_SHARED_STYLES = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "styles"
+STYLES_ENV = "FTN_STYLES"
+"""Environment variable naming a folder of style images."""
 
 
 def find_style(style: str) -> Path:
-    """A style image: a path, or a name (``mosaic``) looked up in ``$FTN_STYLES`` or ``../shared/data/styles``."""
+    """A style image: a path, or a name (``mosaic``) looked up in ``$FTN_STYLES`` or ``../shared/data/styles``.
+
+    A name is looked for in one folder, found as :func:`ftn.assets.find_asset` finds assets: the
+    folder in ``$FTN_STYLES`` when set, else ``data/styles`` of the shared folder beside a source checkout.
+    """
     p = Path(style)
     if p.is_file():
         return p
-    for folder in filter(None, (os.environ.get("FTN_STYLES"), "../shared/data/styles", str(_SHARED_STYLES))):
-        for candidate in Path(folder).glob(f"{p.stem}.*"):
-            if candidate.is_file():
-                return candidate
+    folder = find_asset("data/styles", env_var=STYLES_ENV, what=f"style image {style!r}",
+                        option="a path to the image file", hint=f"{STYLES_ENV} names a folder of style images.")
+    for candidate in sorted(folder.glob(f"{p.stem}.*")):
+        if candidate.is_file():
+            return candidate
     raise FileNotFoundError(
-        f"style image {style!r} not found: give a path to an image file, or a name found in $FTN_STYLES "
-        f"or ../shared/data/styles"
+        f"style image {style!r} not found in {folder}: give a path to the image file, put {p.stem}.<png|jpg> "
+        f"in that folder, or point {STYLES_ENV} at a folder that holds it"
     )
 
 
