@@ -77,7 +77,8 @@ def read_log(path: Path) -> list[dict[str, str]]:
 
 def test_config_file_with_overrides(tmp_path) -> None:
     path = tmp_path / "denoise-small.yaml"
-    path.write_text("stage: base\nlevel: 20\nlr: 1e-3\narch_options: {size: mini}\nbetas: [0.9, 0.99]\n")
+    path.write_text("stage: base\nlevel: 20\nlr: 1e-3\narch_options: {size: mini}\nbetas: [0.9, 0.99]\n"
+                    "train_data: photos\n")
     config = load_config(path, ["arch_options.channels=16", "iterations=50", "val_data=null"])
     assert config.name == "denoise-small" and config.out_dir == str(Path("runs") / "denoise-small")
     assert config.lr == 1e-3 and isinstance(config.lr, float)  # YAML 1.1 reads 1e-3 as a string
@@ -103,6 +104,17 @@ def test_config_errors_name_the_key(tmp_path) -> None:
         load_config(None, ["stage=tuner"])
     with pytest.raises(ValueError, match="key=value"):
         load_config(None, ["iterations"])
+
+
+def test_train_data_is_required(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("stage: base\nlevel: 20\n")
+    with pytest.raises(ValueError, match=r"'train_data' is required.*e\.g\. train_data: ") as info:
+        load_config(path)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="'train_data' is required"):
+        load_config(path, ["train_data=null"])
+    assert load_config(path, ["train_data=photos"]).train_data == "photos"
 
 
 def test_cli_bad_config_is_one_line_and_exit_2(tmp_path, capsys) -> None:

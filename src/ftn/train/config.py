@@ -15,6 +15,8 @@ YAML example (``configs/denoise-base.yaml``)::
     train_data: ../shared/data/train/BSD432
     lr: 1.0e-3
 
+``train_data`` has no default: every config names its training images.
+
 Overrides are ``key=value`` strings, the value parsed as YAML: ``iterations=100``,
 ``arch_options.channels=16``, ``val_data=null``. Relative paths (data folders, ``base``, ``out_dir``)
 are relative to the current working directory, not to the config file.
@@ -65,7 +67,7 @@ class TrainConfig:
     exclude: str | list[str] | None = None
 
     # -- data ---------------------------------------------------------------------------------------
-    train_data: str = "../shared/data/train/BSD432"
+    train_data: str | None = None  # required: a folder of training images (no default location)
     train_max_images: int | None = None
     grey: bool = False
     val_data: str | None = None
@@ -214,6 +216,9 @@ def _check_values(config: TrainConfig) -> None:
         raise ValueError(f"config key 'betas' must be two numbers in [0, 1), got {list(config.betas)}")
     if config.stage == "tuner" and not config.base:
         raise ValueError("config key 'base' is required for stage 'tuner': the stage-1 model.safetensors")
+    if not config.train_data:
+        raise ValueError("config key 'train_data' is required: the folder of training images, "
+                         "e.g. train_data: ../shared/data/train/BSD432")
     if not config.name or "/" in config.name:
         raise ValueError(f"config key 'name' must be a non-empty name without '/', got {config.name!r}")
 
