@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import ftn.archs as archs
-from ftn.archs import ARCHS, AdaFMNet, CFSNet, RRDBNet, TransformNet, build_arch
+from ftn.archs import ARCHS, AdaFMNet, CFSNet, ResUNet, RRDBNet, TransformNet, build_arch
 
 @pytest.fixture(autouse=True)
 def _no_grad_one_thread() -> Iterator[None]:
@@ -122,6 +122,9 @@ def test_mini_params() -> None:
         ("rrdbnet", {"scale": 2}, 2),
         ("rrdbnet", {"scale": 4}, 4),
         ("transform_net", {}, 1),
+        ("resunet", {}, 1),
+        ("resunet", {"scales": 1}, 1),
+        ("resunet", {"scales": 4, "image_skip": False}, 1),
     ],
 )
 @pytest.mark.parametrize("hw", [(33, 47), (16, 20), (5, 3), (1, 2)])
@@ -141,6 +144,7 @@ def test_mini_output_shape(name: str, options: dict, scale: int, hw: tuple[int, 
         ("rrdbnet", {"scale": 4}, 4),
         ("rrdbnet", {"scale": 1}, 1),
         ("transform_net", {}, 1),
+        ("resunet", {}, 1),
     ],
 )
 def test_full_output_shape(name: str, options: dict, scale: int) -> None:
@@ -158,7 +162,7 @@ def test_channel_overrides() -> None:
     assert model(torch.rand(1, 1, 7, 5)).shape == (1, 4, 7, 5)
 
 
-@pytest.mark.parametrize("cls", [AdaFMNet, CFSNet])
+@pytest.mark.parametrize("cls", [AdaFMNet, CFSNet, ResUNet])
 def test_image_skip_adds_input(cls: type) -> None:
     model = cls("mini", image_skip=True)
     last = model.conv_last if cls is AdaFMNet else model.tail
@@ -200,6 +204,8 @@ def test_transform_net_output_not_clamped() -> None:
         (TransformNet(), 5),
         (TransformNet("mini"), 3),
         (AdaFMNet("mini", blocks=2), 2),
+        (ResUNet("mini"), 10),
+        (ResUNet(), 28),
     ],
     ids=lambda v: v if isinstance(v, int) else f"{type(v).__name__}-{v.arch_options['size']}",
 )
@@ -239,7 +245,7 @@ def test_transform_net_pytorch_examples_key_layout() -> None:
 
 
 def test_registry_names() -> None:
-    assert set(ARCHS) == {"adafm_net", "cfsnet", "rrdbnet", "transform_net"}
+    assert set(ARCHS) == {"adafm_net", "cfsnet", "resunet", "rrdbnet", "transform_net"}
     for name, cls in ARCHS.items():
         assert cls.arch_name == name
         assert isinstance(cls.block_pattern, str)
@@ -248,6 +254,24 @@ def test_registry_names() -> None:
 def test_build_arch_unknown_name() -> None:
     with pytest.raises(ValueError, match="adafm_net.*cfsnet.*rrdbnet.*transform_net"):
         build_arch("unet")
+
+
+def test_resunet_scales_and_receptive_field() -> None:
+    # the multi-scale point: one pixel's output depends on inputs far beyond a single-scale mini's reach
+    model = ResUNet("mini").eval()
+    assert model.size_multiple == 4 and len(model.down) == 2
+    x = torch.rand(1, 3, 64, 64, requires_grad=True)
+    with torch.enable_grad():
+        model(x)[0, :, 32, 32].sum().backward()
+    reach = (x.grad.abs().sum((0, 1)) > 0).nonzero()
+    assert int(reach[:, 0].max() - reach[:, 0].min()) >= 40
+
+
+def test_resunet_every_layer_is_a_conv2d() -> None:
+    # FTN, DNI and AdaFM attach to nn.Conv2d; nothing else in the network has weights
+    model = ResUNet("mini")
+    weighted = {type(m) for m in model.modules() if any(p is not None for p in m.parameters(recurse=False))}
+    assert weighted == {torch.nn.Conv2d}
 
 
 def test_build_arch_unknown_option() -> None:

@@ -135,6 +135,20 @@ def test_noise_not_clipped_unless_asked() -> None:
     assert clipped.min() >= 0 and clipped.max() <= 1
 
 
+def test_photo_true_noise_is_what_an_8bit_file_holds() -> None:
+    x = torch.rand(2, 3, 32, 32)
+    task = get_task("denoise", clip=True, quantize=True)
+    assert task.options == {"clip": True, "quantize": True}
+    y = task.degrade(x, 50, torch.Generator().manual_seed(0))
+    codes = y * 255
+    assert torch.equal(codes, codes.round()) and y.min() >= 0 and y.max() <= 1
+    # the same noise as the float setting, then clipped and rounded
+    ref = Denoise().degrade(x, 50, torch.Generator().manual_seed(0)).clamp(0, 1)
+    assert (y - ref).abs().max() <= 0.5 / 255 + 1e-6
+    with pytest.raises(ValueError, match="quantize=True needs clip=True"):
+        Denoise(quantize=True)
+
+
 def test_noise_uses_the_generator() -> None:
     x = torch.rand(2, 3, 16, 16)
     a = Denoise().degrade(x, 30, torch.Generator().manual_seed(7))

@@ -23,12 +23,13 @@ from .adafm_net import AdaFMNet
 from .cfsnet import CFSNet
 from .rrdbnet import RRDBNet
 from .transform_net import TransformNet
+from .unet import ResUNet
 
-__all__ = ["ARCHS", "build_arch", "AdaFMNet", "CFSNet", "RRDBNet", "TransformNet"]
+__all__ = ["ARCHS", "build_arch", "AdaFMNet", "CFSNet", "RRDBNet", "TransformNet", "ResUNet"]
 
 #: Architecture name -> class (called with the options as keyword arguments).
 ARCHS: dict[str, Callable[..., nn.Module]] = {
-    cls.arch_name: cls for cls in (AdaFMNet, CFSNet, RRDBNet, TransformNet)
+    cls.arch_name: cls for cls in (AdaFMNet, CFSNet, RRDBNet, TransformNet, ResUNet)
 }
 
 

