@@ -29,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import ftn  # noqa: E402
-from ftn.data.resize import imresize  # noqa: E402
+from ftn.imageops import imresize  # noqa: E402
 from ftn.eval.metrics import psnr, ssim, to_uint8  # noqa: E402
 from ftn.eval.niqe import niqe  # noqa: E402
 from reproduce import load_recipe  # noqa: E402

@@ -1,4 +1,4 @@
-"""Tests for ``ftn.data.resize.imresize`` (MATLAB bicubic) and ``ftn.eval.niqe.niqe``.
+"""Tests for ``ftn.imageops.imresize`` (MATLAB bicubic) and ``ftn.eval.niqe.niqe``.
 
 imresize is checked against properties that MATLAB's definition implies and against a direct,
 non-separable loop implementation of the MATLAB formula written here. NIQE is checked against
@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ftn.data.resize import imresize
+from ftn.imageops import imresize
 from ftn import assets
 from ftn.eval.niqe import NIQE_PARAMS_ENV, load_params, niqe
 

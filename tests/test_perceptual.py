@@ -12,7 +12,7 @@ from PIL import Image
 
 import ftn
 from ftn.data.datasets import EvalSet, PatchSampler
-from ftn.data.resize import imresize
+from ftn.imageops import imresize
 from ftn.io import read_state_dict
 from ftn.tasks import PixelObjective, get_task
 from ftn.train.checkpoint import load_checkpoint, save_checkpoint

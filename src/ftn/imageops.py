@@ -1,4 +1,7 @@
-"""MATLAB-compatible bicubic ``imresize`` (numpy or torch), for SR down-sampling and NIQE.
+"""Image operations shared by the tasks and the metrics: MATLAB-compatible bicubic ``imresize``.
+
+Used for SR down-sampling (``ftn.tasks.sr``) and NIQE's half-size scale (``ftn.eval.niqe``), which
+needs the raw taps (:func:`resize_taps`) to form BasicSR's float32 sums itself.
 
 The convention is MATLAB's ``imresize(img, scale)`` with the default ``'bicubic'`` method, which is
 also what BasicSR's ``basicsr.utils.matlab_functions.imresize`` reproduces:
@@ -39,7 +42,7 @@ from typing import overload
 import numpy as np
 import torch
 
-__all__ = ["imresize", "resize_weights"]
+__all__ = ["imresize", "resize_taps", "resize_weights"]
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
@@ -52,12 +55,14 @@ def _cubic(x: np.ndarray) -> np.ndarray:
     return inner + outer
 
 
-def _contributions(
-    in_length: int, out_length: int, scale: float, antialiasing: bool
+def resize_taps(
+    in_length: int, out_length: int, scale: float, *, antialiasing: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Unmirrored 0-based input indices (may fall outside the image) and normalised weights.
+    """Per output pixel, the *unmirrored* 0-based input indices and the normalised weights it combines.
 
-    Both ``(out_length, taps)``, taps being consecutive; the all-zero edge taps are dropped.
+    Both ``(out_length, taps)``, taps being consecutive; the all-zero edge taps are dropped. Indices
+    may fall outside ``[0, in_length)``: for callers that pad the input themselves;
+    :func:`resize_weights` gives them mirrored into the image.
     """
     if in_length < 1 or out_length < 1:
         raise ValueError(f"lengths must be >= 1, got in={in_length}, out={out_length}")
@@ -87,7 +92,7 @@ def resize_weights(
     mirrored into ``[0, in_length)``, and float64 weights whose rows sum to 1. ``out[i] =
     sum_k weights[i, k] * in[indices[i, k]]``.
     """
-    idx, weights = _contributions(in_length, out_length, scale, antialiasing)
+    idx, weights = resize_taps(in_length, out_length, scale, antialiasing=antialiasing)
     # MATLAB's symmetric padding: index into [1..n, n..1] modulo 2n
     mirror = np.concatenate([np.arange(in_length), np.arange(in_length - 1, -1, -1)])
     return mirror[np.mod(idx, 2 * in_length)], weights

@@ -11,7 +11,7 @@ BasicSR 1.4.2's ``calculate_niqe`` does, so that numbers can be compared with pu
 2. **Blocks**: the image is cropped (bottom/right) to a whole number of ``block_size`` squares;
    blocks do not overlap.
 3. **Two scales**: the full image, and ``imresize(Y / 255, 0.5) * 255`` (MATLAB bicubic with
-   antialiasing, ``ftn.data.resize.imresize``) whose blocks are ``block_size / 2``.
+   antialiasing, ``ftn.imageops.imresize``) whose blocks are ``block_size / 2``.
 4. **MSCN coefficients** at each scale: ``(Y - mu) / (sigma + 1)`` with ``mu`` and
    ``sigma = sqrt(|E[Y^2] - mu^2|)`` local moments under the 7 x 7 Gaussian window of the model
    file, borders replicated (scipy's ``mode='nearest'``, MATLAB's ``'replicate'``).
@@ -56,7 +56,7 @@ import numpy as np
 import torch
 
 from ftn.assets import find_asset
-from ftn.data.resize import _contributions, imresize
+from ftn.imageops import imresize, resize_taps
 from ftn.eval.metrics import rgb_to_y, to_uint8
 
 __all__ = ["niqe", "load_params", "NIQE_PARAMS_ENV", "NiqeParams"]
@@ -214,7 +214,7 @@ def _to_blocks(img: np.ndarray, size: int) -> np.ndarray:
 def _half_size_float32(img: np.ndarray) -> np.ndarray:
     """``imresize(img, 0.5)`` of a float32 HW image, summed in float32 in BasicSR's order.
 
-    Why not :func:`~ftn.data.resize.imresize`: NIQE moves by up to ~3e-4 when the half-size image
+    Why not :func:`~ftn.imageops.imresize`: NIQE moves by up to ~3e-4 when the half-size image
     changes by one float32 ulp (a block's shape estimate jumps to the neighbouring grid point), so
     to reproduce BasicSR's numbers the same float32 dot products are formed: a symmetrically padded
     copy, height first, one ``torch.mv`` per output row, then per output column. The weights are the
@@ -224,7 +224,7 @@ def _half_size_float32(img: np.ndarray) -> np.ndarray:
     for axis in (0, 1):
         n = t.shape[axis]
         out_n = math.ceil(n * 0.5)
-        idx, w = _contributions(n, out_n, 0.5, True)
+        idx, w = resize_taps(n, out_n, 0.5, antialiasing=True)
         lo, hi = max(0, -int(idx.min())), max(0, int(idx.max()) - (n - 1))
         pad = [(0, 0), (0, 0)]
         pad[axis] = (lo, hi)

@@ -73,7 +73,7 @@ class SuperResolution(Task):
         return {0.0: "L1 (distortion)", 1.0: "L1+VGG+GAN (perception)"}.get(p, f"perception {p:g}")
 
     def degrade(self, clean: Tensor, level: float, generator: torch.Generator | None = None) -> Tensor:
-        from ..data.resize import imresize  # lazy: ftn.data imports this package
+        from ..imageops import imresize  # lazy: ftn.tasks imports torch only (imageops needs numpy)
 
         self.check_level(level)
         x = self.prepare(check_images(clean).to(torch.float32))
