@@ -7,12 +7,14 @@ modules split what the controls mean from the web code, so the rules are testabl
 * :mod:`ftn.app.uploads` -- refusing uploads over the byte and megapixel limits
 * :mod:`ftn.app.engine` -- the model cache, the blind "auto" level, running and saving
 * :mod:`ftn.app.ui` -- the Gradio page and its event handlers (the only module that imports Gradio)
-* :mod:`ftn.app.server` -- settings and :func:`launch`
+* :mod:`ftn.app.config` -- the settings (:class:`AppConfig`)
+* :mod:`ftn.app.server` -- :func:`launch`
 
 Importing this package does not import Gradio; :func:`launch` does.
 """
 
-from .server import AppConfig, launch
+from .config import AppConfig
+from .server import launch
 from .uploads import UploadLimits
 
 __all__ = ["AppConfig", "UploadLimits", "launch"]

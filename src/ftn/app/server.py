@@ -1,26 +1,13 @@
-"""Starting the web app: its settings and :func:`launch`. Gradio is imported only when it starts."""
+"""Starting the web app: :func:`launch`. Gradio is imported only when it starts."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
-from .uploads import UploadLimits
+from .config import AppConfig
 
-__all__ = ["AppConfig", "launch"]
-
-
-@dataclass(frozen=True)
-class AppConfig:
-    """Where the app listens and what it accepts."""
-
-    host: str = "127.0.0.1"
-    """Interface to bind; the default keeps the app private to this machine."""
-    port: int = 7860
-    limits: UploadLimits = field(default_factory=UploadLimits)
-    default_model: str = "denoise"
-    """The model selected when the page opens (a shipped name)."""
+__all__ = ["launch"]
 
 
 def launch(config: AppConfig, *, block: bool = True) -> Any:

@@ -19,9 +19,9 @@ from typing import Any
 import gradio as gr
 
 from ..models import available
+from .config import AppConfig
 from .controls import DIRECTIONS, MODES, alpha_label, build_alpha, end_labels, paint_mask
 from .engine import AutoUnavailable, ModelCache, auto_alpha, model_summary, run_model, save_result, to_display
-from .server import AppConfig
 from .uploads import UploadRejected, load_upload
 
 __all__ = ["CSS", "build_app"]
