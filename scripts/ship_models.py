@@ -7,23 +7,40 @@
 For each task: stage 1 (configs/<task>-base.yaml), stage 2 (configs/<task>-ftn16.yaml), an alpha sweep
 on Set14 (not a test set of the paper) whose best alphas become the model's level -> alpha
 calibration, then the model is copied to src/ftn/models/<task>.safetensors with the training budget
-of both stages in its metadata. A stage whose model file exists is skipped; an interrupted stage
-resumes from its checkpoint. Run from the repository root, with ../shared beside it.
+of both stages in its metadata, and its sha256 and size go into src/ftn/models/MANIFEST.tsv
+(``--record src/ftn/models/NAME.safetensors`` rewrites only that line). A stage whose model file
+exists is skipped; an interrupted stage resumes from its checkpoint. Run from the repository root,
+with ../shared beside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 import sys
 from pathlib import Path
 
 import ftn
 from ftn.eval.sweep import calibrate, parse_alpha_grid, plot_sweep, sweep
+from ftn.models import MANIFEST_HEADER, read_manifest
 from ftn.tasks import get_task
 from ftn.train import load_config, train
 
 CALIBRATION_DATA = "../shared/data/test/Set14"
+
+
+def record_shipped(target: Path) -> None:
+    """Add or update ``target``'s line (sha256, bytes) in the manifest beside it; other lines stay."""
+    manifest = target.parent / "MANIFEST.tsv"
+    entries = read_manifest(manifest) if manifest.is_file() else {}
+    digest = hashlib.sha256()
+    with target.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    entries[target.name] = (digest.hexdigest(), target.stat().st_size)
+    lines = [MANIFEST_HEADER] + [f"{name}\t{sha}\t{size}" for name, (sha, size) in sorted(entries.items())]
+    manifest.write_text("\n".join(lines) + "\n")
 
 
 def run_stage(config_path: str, threads: int | None) -> Path:
@@ -64,6 +81,7 @@ def ship(task_name: str, threads: int | None) -> Path:
     ftn.save(model, tuned_path, calibration=calibrate(result), training={**stage2, "budget": budget, "stage1": stage1_summary})
     target = Path("src/ftn/models") / f"{task_name}.safetensors"
     shutil.copyfile(tuned_path, target)
+    record_shipped(target)
     print(f"{task_name}: shipped {target} ({target.stat().st_size / 1e6:.2f} MB); {budget}")
     return target
 
@@ -92,17 +110,24 @@ def ship_run(run_dir: Path, name: str) -> Path:
     stage1_summary = {k: base_meta.get(k) for k in ("iterations", "wall_time_s", "machine")}
     ftn.save(model, target, training={**stage2, "budget": budget, "stage1": stage1_summary},
              shipped_from=str(run_dir))
+    record_shipped(target)
     print(f"{name}: shipped {target} ({target.stat().st_size / 1e6:.2f} MB); {budget}")
     return target
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--record", nargs="+", type=Path, default=None, metavar="MODEL",
+                        help="only (re)write these shipped files' lines of src/ftn/models/MANIFEST.tsv")
     parser.add_argument("--tasks", nargs="+", default=["denoise", "dejpeg"])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--from-run", type=Path, default=None, help="ship this finished reproduce run instead")
     parser.add_argument("--name", default=None, help="the shipped name for --from-run")
     args = parser.parse_args(argv)
+    if args.record:
+        for target in args.record:
+            record_shipped(target)
+        return 0
     if args.from_run is not None:
         if not args.name:
             parser.error("--from-run needs --name")

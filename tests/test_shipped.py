@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import ftn
 from ftn.cli import main
 from ftn.data.images import load_image, save_image
 from ftn.eval.metrics import psnr
-from ftn.models import available
+from ftn.models import MODELS_DIR, available, read_manifest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REPO = Path(__file__).resolve().parents[1]
@@ -31,6 +32,25 @@ def test_shipped_model_is_complete(name: str, task: str, levels: list) -> None:
     assert cal["alphas"] == sorted(cal["alphas"], reverse=task == "dejpeg")
     assert "training" in meta and "recipe" in meta
     assert available()[name].stat().st_size < 5_000_000
+
+
+def test_shipped_files_match_the_manifest() -> None:
+    manifest = read_manifest()
+    # every file of the folder but the code and the manifest itself: no model ships unlisted
+    shipped = {p.name: p for p in MODELS_DIR.iterdir()
+               if p.is_file() and p.name not in ("__init__.py", "MANIFEST.tsv")}
+    assert sorted(shipped) == sorted(manifest), "src/ftn/models and its MANIFEST.tsv list different files"
+    for name, (sha256, size) in manifest.items():
+        data = shipped[name].read_bytes()
+        assert len(data) == size, f"{name}: {len(data)} bytes, the manifest says {size}"
+        assert hashlib.sha256(data).hexdigest() == sha256, f"{name}: sha256 differs from MANIFEST.tsv"
+
+
+def test_manifest_refuses_a_bad_line(tmp_path) -> None:
+    bad = tmp_path / "MANIFEST.tsv"
+    bad.write_text("# file\tsha256\tbytes\nmodel.safetensors\tabc\n")
+    with pytest.raises(ValueError, match=r"MANIFEST.tsv:2: expected"):
+        read_manifest(bad)
 
 
 def test_readme_main_job_denoises_the_sample(tmp_path, capsys) -> None:
