@@ -31,7 +31,8 @@ if not CHROMIUM.is_file():
 import ftn  # noqa: E402
 from ftn.app import AppConfig, launch  # noqa: E402
 from ftn.data.images import load_image  # noqa: E402
-from ftn.infer.apply import apply_model, level_to_alpha  # noqa: E402
+from ftn.infer.apply import apply_model  # noqa: E402
+from ftn.levels import level_to_alpha  # noqa: E402
 from ftn.models import resolve  # noqa: E402
 
 # Gradio's queue calls pandas APIs that pandas 3 deprecates; not ours to fix.

@@ -15,8 +15,9 @@ from PIL import Image
 
 import ftn
 from ftn.data.images import load_image, save_image
-from ftn.infer import alpha_to_level, apply_model, describe_levels, level_to_alpha
+from ftn.infer import apply_model
 from ftn.infer.cli import add_parser, run_command
+from ftn.levels import alpha_to_level, describe_levels, level_to_alpha
 
 TOL = 1 / 255 + 1e-6
 CALIBRATION = {"level_name": "sigma", "levels": [20, 50, 80], "alphas": [0.0, 0.4, 1.0]}

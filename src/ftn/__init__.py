@@ -16,6 +16,7 @@ This module stays light: it imports torch and the library's core only.
 from .archs import ARCHS, build_arch
 from .control import Control, check_alpha
 from .io import load, load_base, save
+from .levels import Levels
 from .methods import METHODS, Capabilities, ExportNotSupported, TunableModel, attach
 
 __version__ = "0.1.0"
@@ -26,6 +27,7 @@ __all__ = [
     "Capabilities",
     "Control",
     "ExportNotSupported",
+    "Levels",
     "TunableModel",
     "attach",
     "build_arch",

@@ -33,6 +33,7 @@ def _cmd_complexity(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .eval.sweep import calibrate, parse_alpha_grid, plot_sweep, sweep
     from .io import load, save
+    from .levels import Levels, with_calibration
     from .methods import TunableModel
     from .tasks import get_task
 
@@ -43,7 +44,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if "task" not in meta or "levels" not in meta:
         raise ValueError(f"{args.model} does not say its task and levels in its metadata; save it with task=..., levels=[...]")
     task = get_task(meta["task"], **meta.get("task_options", {}))
-    train_levels = [float(level[task.level_name]) for level in meta["levels"]]
+    # The anchors from the levels alone: a calibration already there (even a broken one) is about to be replaced.
+    anchors = Levels.from_metadata({k: v for k, v in meta.items() if k != "calibration"}).axis(task.level_name).anchors
+    if anchors is None:
+        raise ValueError(f"{args.model}: its levels do not give {task.level_name} at both ends")
+    train_levels = list(anchors)
     levels = args.levels or list(task.test_levels)
     alphas = parse_alpha_grid(args.alphas)
     if args.threads:
@@ -62,7 +67,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     calibration = calibrate(result)
     print("calibration (level -> alpha):", ", ".join(f"{l:g} -> {a:.2f}" for l, a in zip(calibration["levels"], calibration["alphas"])))
     if args.calibrate:
-        save(model, args.model, calibration=calibration)
+        model.metadata = with_calibration(meta, calibration)
+        save(model, args.model)
         print(f"calibration written into {args.model}")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -49,9 +49,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .infer.apply import alpha_to_level, level_name, model_channels
 from .io import save
-from .methods import ExportNotSupported, TunableLayer, TunableModel
+from .levels import alpha_to_level, describe_levels, level_name, level_to_alpha
+from .methods import ExportNotSupported, TunableModel
 
 __all__ = ["ONNX_FORMAT", "export_safetensors", "export_onnx", "check_onnx", "level_at", "run_export"]
 
@@ -59,7 +59,7 @@ __all__ = ["ONNX_FORMAT", "export_safetensors", "export_onnx", "check_onnx", "le
 ONNX_FORMAT = "ftn-onnx/1"
 _OPSET = 17
 _TRACE_SIZE = (35, 37)  # odd sides: the traced graph pads as the architecture does for any size
-_SOURCE_KEYS = ("task", "task_options", "levels", "calibration")
+_SOURCE_KEYS = ("task", "task_options", "levels", "calibration", "axes")
 
 
 def _require(module: str) -> Any:
@@ -187,7 +187,7 @@ def export_onnx(
     """Write an ONNX graph with inputs ``image`` (N, C, H, W) and ``alpha`` (1,); returns its metadata.
 
     The metadata (JSON under the ONNX metadata property ``ftn``) holds the architecture, method, task,
-    the two levels and the calibration, so a consumer can label alpha with real levels.
+    the levels and calibration (or the axes: :mod:`ftn.levels`), so a consumer can label alpha with real levels.
 
     Raises:
         ImportError: onnx is not installed (the message says how to install it).
@@ -195,7 +195,7 @@ def export_onnx(
     model = _check_tunable(model)
     onnx = _require("onnx")
     graph = _WeightSpace(model) if model.capabilities.exact_export else _FeatureSpace(model)
-    example = (torch.rand(1, model_channels(model), *_TRACE_SIZE), torch.tensor([0.5]))
+    example = (torch.rand(1, model.image_channels, *_TRACE_SIZE), torch.tensor([0.5]))
     dynamic = {"image": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "out_height", 3: "out_width"}}
     with warnings.catch_warnings(), torch.no_grad():
         # The tracer warns wherever Python reads a graph value (alpha validation, padding branches);
@@ -213,7 +213,7 @@ def export_onnx(
             dynamic_axes=dynamic, opset_version=opset, dynamo=False,
         )
     meta: dict[str, Any] = dict(getattr(model, "metadata", None) or {})
-    network = _base_network(model)
+    network = model.base_network
     written: dict[str, Any] = {
         "format": ONNX_FORMAT,
         "inputs": {"image": "float32 (N, C, H, W), RGB in [0, 1]", "alpha": "float32 (1,): 0 = level 1, 1 = level 2"},
@@ -246,7 +246,7 @@ def check_onnx(
     """
     ort = _require("onnxruntime")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    image = torch.rand(batch, model_channels(model), *size, generator=torch.Generator().manual_seed(0))
+    image = torch.rand(batch, model.image_channels, *size, generator=torch.Generator().manual_seed(0))
     worst = 0.0
     with torch.no_grad():
         for alpha in alphas:
@@ -266,7 +266,6 @@ def run_export(
     Refusals are raised as one-line ``ValueError``s (the CLI prints them and exits with status 2).
     """
     from . import models
-    from .infer.apply import describe_levels, level_to_alpha
     from .io import load
 
     fmt = fmt or {".safetensors": "safetensors", ".onnx": "onnx"}.get(Path(out).suffix.lower())
@@ -296,15 +295,11 @@ def run_export(
         written = export_safetensors(model, out, alpha, source=model_name)
     except (ExportNotSupported, ImportError) as err:
         raise ValueError(str(err)) from None
-    network = _base_network(model)
+    network = model.base_network
     arch = getattr(network, "arch_name", None) or type(network).__name__
     serves = ", ".join(f"{k} {v:.3g}" for k, v in (written.get("level") or {}).items()) or "a level in between (the model has no calibration)"
     print(f"wrote {out} ({_file_size(out)}): safetensors, a plain {arch} at alpha {alpha:g}, serving {serves} (the model spans {spans})")
     return 0
-
-
-def _base_network(model: TunableModel) -> nn.Module:
-    return model.model.base if isinstance(model.model, TunableLayer) else model.model
 
 
 def _file_size(path: str | os.PathLike) -> str:

@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from .archs import ARCHS, build_arch
-from .methods import METHODS, TunableLayer, TunableModel, attach
+from .methods import METHODS, TunableModel, attach
 
 __all__ = ["save", "load", "load_tunable", "load_base", "read_metadata", "read_state_dict", "FORMAT"]
 
@@ -55,8 +55,8 @@ def save(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> None:
     meta.update(getattr(model, "metadata", {}) or {})
     meta.update({k: _json_ready(v, k) for k, v in metadata.items()})
 
-    network = model.model if isinstance(model, TunableModel) else model
-    architecture = network.base if isinstance(network, TunableLayer) else network
+    network = model.model if isinstance(model, TunableModel) else model  # its tensors: the tuner's too
+    architecture = model.base_network if isinstance(model, TunableModel) else model
     meta["format"] = FORMAT
     meta["arch"] = getattr(architecture, "arch_name", None)
     meta["arch_options"] = getattr(architecture, "arch_options", None)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..infer.apply import alpha_to_level, describe_levels, level_name
+from ..levels import alpha_to_level, describe_levels, level_name
 
 __all__ = [
     "DIRECTIONS",

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..infer.apply import apply_model, level_name, level_to_alpha
+from ..levels import describe_levels, level_name, level_to_alpha
 from ..methods import TunableModel
 
 __all__ = ["AutoUnavailable", "ModelCache", "auto_alpha", "model_summary", "run_model", "save_result", "to_display"]
@@ -59,8 +59,6 @@ class ModelCache:
 
 def model_summary(model: TunableModel) -> str:
     """One line about a model: task, method and its two levels."""
-    from ..infer.apply import describe_levels
-
     meta = model.metadata
     return f"task {meta.get('task', '?')}, method {model.method}, {describe_levels(meta)}"
 
@@ -115,6 +113,9 @@ def run_model(
     progress: Callable[[float, str], None] | None = None,
 ) -> Tensor:
     """``model`` on ``image`` ((C, H, W) in [0, 1]) at ``alpha`` (a number or a (1, H, W) map)."""
+    # Running a model is infer's job: imported here, so loading the app's modules does not load infer.
+    from ..infer.apply import apply_model
+
     if progress is not None:
         progress(0.2, "running the model")
 

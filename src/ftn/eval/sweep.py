@@ -2,8 +2,9 @@
 
 The paper picks alpha by grid search for every test level ("the maximum PSNR is obtained via grid
 search of alpha"). :func:`sweep` does that on a folder of clean images degraded deterministically at
-each level; :func:`calibrate` turns the best alphas into a monotone level -> alpha map that is stored in
-the model's metadata, so users can ask for ``--level 50`` instead of guessing alpha.
+each level; :func:`calibrate` turns the best alphas into a monotone level -> alpha map that
+:mod:`ftn.levels` validates and stores in the model's metadata, so users can ask for ``--level 50``
+instead of guessing alpha.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..levels import calibration_entry
 from ..methods import TunableModel
 from .metrics import psnr
 
@@ -181,23 +183,21 @@ def calibrate(result: SweepResult) -> dict:
 
     Levels are ordered from the alpha-0 level towards the alpha-1 level (so JPEG quality 40 -> 10 works
     like sigma 20 -> 80), and the best alphas are made non-decreasing along that order. Returns the
-    metadata entry ``{"level_name", "levels", "alphas", "source"}`` with levels ascending.
+    metadata entry ``{"level_name", "levels", "alphas", "source"}`` with levels ascending
+    (:func:`ftn.levels.calibration_entry`); :func:`ftn.levels.with_calibration` validates and stores it.
     """
-    l1, l2 = result.train_levels
+    l1, l2 = result.train_levels[0], result.train_levels[-1]
     direction = 1.0 if l2 >= l1 else -1.0
     order = sorted(result.levels, key=lambda v: direction * v)
     best = [result.best_alpha[_key(v)] for v in order]
     smooth = isotonic_increasing(best)
     pairs = sorted(zip(order, smooth))
-    return {
-        "level_name": result.level_name,
-        "levels": [p[0] for p in pairs],
-        "alphas": [round(p[1], 4) for p in pairs],
-        "source": f"best alpha on {result.images} images of {Path(result.data).name}"
+    source = (
+        f"best alpha on {result.images} images of {Path(result.data).name}"
         + (f" ({result.crop} px centre crops)" if result.crop else "")
-        + f" (grid of {len(result.alphas)} alphas), "
-        "made monotone by isotonic regression",
-    }
+        + f" (grid of {len(result.alphas)} alphas), made monotone by isotonic regression"
+    )
+    return calibration_entry(result.level_name, [p[0] for p in pairs], [round(p[1], 4) for p in pairs], source)
 
 
 def plot_sweep(result: SweepResult, path: str | os.PathLike, *, title: str | None = None) -> Path:

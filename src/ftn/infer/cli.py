@@ -206,7 +206,8 @@ def process_image(
 ) -> Processed:
     """Load ``src``, run the model at the plan's alpha, write ``dst``; returns what was done."""
     from ..data.images import load_image, save_image
-    from .apply import alpha_to_level, apply_model, level_name, level_to_alpha
+    from ..levels import alpha_to_level, level_name, level_to_alpha
+    from .apply import apply_model
     from .estimate import estimate_jpeg_quality, estimate_noise_sigma
 
     start = time.perf_counter()
@@ -288,7 +289,7 @@ def process_image(
 
 
 def _plan(args: argparse.Namespace, model: Any) -> _Plan:
-    from .apply import alpha_to_level, describe_levels, level_name, level_to_alpha
+    from ..levels import alpha_to_level, describe_levels, level_name, level_to_alpha
 
     meta = model.metadata
     ends = describe_levels(meta)
@@ -348,7 +349,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ..data.images import IMAGE_EXTENSIONS, list_images
-    from .apply import describe_levels
+    from ..levels import describe_levels
 
     chosen = [
         name for name, given in (

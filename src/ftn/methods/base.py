@@ -259,6 +259,33 @@ class TunableModel(nn.Module):
     def current_alpha(self) -> float | Tensor:
         return self.control.value
 
+    @property
+    def base_network(self) -> nn.Module:
+        """The network the method was attached to, under the wrapper: the module that carries the
+        architecture's attributes (``arch_name``, ``arch_options``, ``size_multiple``).
+
+        Its target layers are the method's layers (so its tensors include the tuner's); where the
+        whole network was the one target, it is the original module itself. For a plain copy at one
+        alpha, use :meth:`export`.
+        """
+        return self.model.base if isinstance(self.model, TunableLayer) else self.model
+
+    @property
+    def image_channels(self) -> int:
+        """Image channels the model takes (from its architecture's options, else its first conv).
+
+        Raises:
+            ValueError: neither tells (no ``in_channels`` option and no ``nn.Conv2d``).
+        """
+        network = self.base_network
+        options = getattr(network, "arch_options", None) or {}
+        if isinstance(options.get("in_channels"), int):
+            return int(options["in_channels"])
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                return module.in_channels
+        raise ValueError(f"cannot tell how many image channels {type(network).__name__} takes")
+
     def tunable_layers(self) -> Iterator[tuple[str, TunableLayer]]:
         for name, module in self.model.named_modules():
             if isinstance(module, TunableLayer):
