@@ -384,3 +384,23 @@ def test_dni_sees_tensors_moved_or_assigned_after_a_forward() -> None:
         first = model.model[0].base
         first.weight = nn.Parameter(torch.zeros_like(first.weight))
         torch.testing.assert_close(model(x.double(), alpha=0.5), model.export(0.5)(x.double()))
+
+
+@pytest.mark.parametrize(
+    ("build", "channels"),
+    [
+        (lambda: TinyNet(), 3),  # the targets are inside: the network itself, its convs swapped
+        (lambda: nn.Conv2d(1, 4, 3, padding=1), 1),  # the whole network is the one target
+    ],
+    ids=["inner-targets", "root-target"],
+)
+def test_base_network_is_the_attached_network(build, channels: int) -> None:
+    net = build()
+    net.arch_options = {"size": "tiny"}  # an attribute the file records: it must be found through the wrapper
+    model = ftn.attach(net, "ftn")
+    assert model.base_network is net
+    assert not isinstance(model.base_network, TunableLayer)
+    assert model.base_network.arch_options == {"size": "tiny"}
+    assert model.image_channels == channels  # no in_channels option: read from the first conv
+    net.arch_options = {"in_channels": 7}
+    assert model.image_channels == 7
