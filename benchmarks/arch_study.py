@@ -6,8 +6,8 @@ side by side in one run, on photo-true noise (clipped, 8-bit), then measured the
 
 Protocol (issue [2/6], item 2):
 
-1. **Equal time, not equal iterations.** Each candidate's seconds per iteration is probed first, all
-   probes one after another in the same conditions; its iteration count is then ``minutes * 60 /
+1. **Equal time, not equal iterations.** Each candidate's seconds per iteration is probed first, the
+   candidates taking turns step by step so they share the same conditions; its iteration count is then ``minutes * 60 /
    (s/it)`` so every run gets the same CPU budget under the same cosine schedule. The probe rate, the
    planned and the actual wall time are all reported.
 2. **One training recipe for all** (the measured CPU recipe of the design notes): stage 1 at sigma 50,
@@ -68,7 +68,6 @@ class Candidate:
 CANDIDATES = [
     Candidate("adafm-mini", "adafm_net", {"size": "mini", "image_skip": True}),            # today's shipped base
     Candidate("adafm-48x12", "adafm_net", {"size": "mini", "channels": 48, "blocks": 12, "image_skip": True}),
-    Candidate("adafm-full", "adafm_net", {"size": "full", "image_skip": True}),            # the paper's network
     Candidate("resunet-16", "resunet", {"size": "mini", "channels": 16, "blocks": 2, "scales": 3}),
     Candidate("resunet-32", "resunet", {"size": "mini", "channels": 32, "blocks": 2, "scales": 3}),
     Candidate("resunet-24x4", "resunet", {"size": "mini", "channels": 24, "blocks": 2, "scales": 4}),
@@ -89,24 +88,29 @@ def base_config(candidate: Candidate, iterations: int, out_dir: Path, threads: i
     return load_config(None, overrides)
 
 
-def probe_rate(candidate: Candidate, threads: int, steps: int = 12) -> float:
-    """Seconds per training iteration (forward, backward, Adam step) at the recipe's batch."""
+def probe_rates(candidates: list[Candidate], threads: int, rounds: int = 12) -> dict[str, float]:
+    """Seconds per training iteration (forward, backward, Adam step at the recipe's batch) per candidate.
+
+    The candidates take turns, one step each per round, so a change in the machine's load during
+    the probe touches all of them alike; the median over rounds is kept.
+    """
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = ftn.build_arch(candidate.arch, **candidate.options).to(memory_format=torch.channels_last).train()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     x = torch.rand(16, 3, 64, 64).to(memory_format=torch.channels_last)
-    times = []
-    for i in range(steps + 3):
-        t0 = time.perf_counter()
-        loss = (net(x) - x).abs().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if i >= 3:  # the first steps pay for allocation
-            times.append(time.perf_counter() - t0)
-    # data sampling and degradation add a fixed cost per step, the same for every candidate
-    return statistics.median(times)
+    nets = {c.name: ftn.build_arch(c.arch, **c.options).to(memory_format=torch.channels_last).train() for c in candidates}
+    opts = {name: torch.optim.Adam(net.parameters(), lr=1e-4) for name, net in nets.items()}
+    times: dict[str, list[float]] = {name: [] for name in nets}
+    for i in range(rounds + 2):
+        for name, net in nets.items():
+            t0 = time.perf_counter()
+            loss = (net(x) - x).abs().mean()
+            opts[name].zero_grad()
+            loss.backward()
+            opts[name].step()
+            if i >= 2:  # the first steps pay for allocation
+                times[name].append(time.perf_counter() - t0)
+    # data sampling and degradation add a cost per step that is the same for every candidate
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 @torch.no_grad()
@@ -212,7 +216,7 @@ def to_markdown(results: list[dict], threads: int) -> str:
         "",
         f"Measured {datetime.date.today().isoformat()} on {platform.processor() or platform.machine()}, "
         f"{threads} threads, torch {torch.__version__}. Every candidate trained for **{minutes:g} min** of this CPU "
-        "(iterations from a probe of seconds per iteration, all probes in one run), stage 1 at sigma 50 on "
+        "(iterations from a probe of seconds per iteration, the candidates taking turns step by step), stage 1 at sigma 50 on "
         "photo-true noise (clipped to [0, 255], 8-bit), the same recipe for all (image skip, Adam 1e-3 cosine, "
         "batch 16 x 64 px, L1). Test: the first "
         f"{images} CBSD68 images with photo-true sigma-50 noise, RGB PSNR on uint8, no crop; input PSNR "
@@ -249,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     if not chosen:
         print(f"arch_study: no candidate named {args.only}; known: {', '.join(c.name for c in CANDIDATES)}", file=sys.stderr)
         return 2
-    rates = {c.name: probe_rate(c, args.threads) for c in chosen}
+    rates = probe_rates(chosen, args.threads)
     print("probe (s/it): " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()), flush=True)
     results = [run_candidate(c, rates[c.name], args.minutes, args.threads, args.test_images, args.repeats) for c in chosen]
     text = to_markdown(results, args.threads)
