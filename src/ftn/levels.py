@@ -182,9 +182,9 @@ class Axis:
             raise TypeError(f"axis {self.name!r}: calibration must be a Calibration, got {type(self.calibration).__name__}")
         if self.anchors is None:
             return
-        label = f"axis {self.name!r}" if self.name else "an axis"
         if self.name is None:
             raise ValueError("an axis with anchors needs a name")
+        label = f"axis {self.name!r}"
         anchors = list(self.anchors) if isinstance(self.anchors, (list, tuple)) else None
         if anchors is None or len(anchors) < 2 or not all(_is_number(v) and math.isfinite(v) for v in anchors):
             raise ValueError(f"{label}: anchors must be a list of two or more finite numbers, got {self.anchors!r}")
@@ -236,8 +236,7 @@ class Levels:
         if not all(isinstance(a, Axis) for a in axes):
             raise TypeError("axes must be Axis objects")
         if len(axes) > 1:
-            unnamed = [i for i, a in enumerate(axes) if a.name is None or a.anchors is None]
-            if unnamed:
+            if any(a.name is None or a.anchors is None for a in axes):
                 raise ValueError("a model with several axes must name each and give its anchors")
             names = [a.name for a in axes]
             twice = sorted({n for n in names if names.count(n) > 1})
