@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
+from ftn import assets
 from ftn.losses import (
     ContentLoss,
     PerceptualLoss,
@@ -29,7 +30,6 @@ from ftn.losses import (
     relativistic_gan_losses,
     total_variation,
 )
-from ftn import assets
 from ftn.losses import vgg as vgg_module
 from ftn.losses.vgg import convention_from_metadata, features_state_dict, infer_arch
 

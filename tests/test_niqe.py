@@ -17,9 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ftn.imageops import imresize
 from ftn import assets
 from ftn.eval.niqe import NIQE_PARAMS_ENV, load_params, niqe
+from ftn.imageops import imresize
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PARAMS_FILE = SHARED / "metrics" / "niqe_pris_params.npz"

@@ -49,15 +49,14 @@ import math
 import os
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 
 from ftn.assets import find_asset
-from ftn.imageops import imresize, resize_taps
 from ftn.eval.metrics import rgb_to_y, to_uint8
+from ftn.imageops import imresize, resize_taps
 
 __all__ = ["niqe", "load_params", "NIQE_PARAMS_ENV", "NiqeParams"]
 
