@@ -190,6 +190,52 @@ def test_resume_is_bit_exact(data, tmp_path, monkeypatch) -> None:
     assert [int(r["step"]) for r in read_log(tmp_path / "resumed" / "log.csv")] == [1, 2, 3, 4, 5, 6]
 
 
+def test_stop_after_pauses_and_two_calls_add_up_to_one_run(data, tmp_path, monkeypatch) -> None:
+    # a long run in time-boxed slices (a background CPU job, short calls on a lent GPU): each call
+    # stops after its time, leaves a checkpoint, and the slices give the uninterrupted weights
+    changes = dict(iterations=6, checkpoint_every=100, val_every=100)
+    straight = train(tiny_config(data, tmp_path / "straight", **changes), progress=False)
+    clock = iter(range(10_000))
+    monkeypatch.setattr(loop_module.time, "perf_counter", lambda: float(next(clock)))  # one "second" per call
+    config = tiny_config(data, tmp_path / "sliced", **changes)
+    first = train(config, progress=False, stop_after_s=2.5)
+    assert first.name == "checkpoint.safetensors" and not (tmp_path / "sliced" / "model.safetensors").exists()
+    paused_at = read_checkpoint_info(first)["step"]
+    assert 1 <= paused_at < 6
+    assert train(config, resume=True, progress=False, stop_after_s=10_000).name == "model.safetensors"
+    a, b = read_state_dict(straight), read_state_dict(tmp_path / "sliced" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cli_stop_after_says_how_to_continue(data, tmp_path, capsys) -> None:
+    config_path = tmp_path / "run.yaml"
+    values = {k: v for k, v in vars(tiny_config(data, tmp_path / "cli", iterations=4000)).items()}
+    config_path.write_text(yaml.safe_dump(ftn.train.config_to_dict(TrainConfig(**values))))
+    assert cli_main([str(config_path), "--stop-after", "0.0001", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "paused" in out and "--resume" in out
+    assert read_checkpoint_info(tmp_path / "cli" / "checkpoint.safetensors")["step"] < 4000
+    assert cli_main([str(config_path), "--stop-after", "-1"]) == 2
+    assert "--stop-after must be a positive number" in capsys.readouterr().err
+
+
+def test_a_gpu_leg_may_change_batch_and_amp_on_resume(data, tmp_path) -> None:
+    # the CPU slice trains in float32 at batch 4; the "GPU" slice resumes at batch 8 with bf16 autocast
+    config = tiny_config(data, tmp_path / "legs", iterations=4, checkpoint_every=2, val_every=100)
+    train(replace_config(config, iterations=2), progress=False)
+    (tmp_path / "legs" / "model.safetensors").unlink()
+    path = train(replace_config(config, batch_size=8, amp=True), resume=True, progress=False)
+    state = read_state_dict(path)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in state.values())
+    assert [int(r["step"]) for r in read_log(tmp_path / "legs" / "log.csv")][-1] == 4
+
+
+def replace_config(config: TrainConfig, **changes) -> TrainConfig:
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)
+
+
 # -- crash safety: a real SIGKILL -------------------------------------------------------------------
 
 # Runs a training config in a child process that SIGKILLs itself at a chosen moment, so no Python

@@ -1,4 +1,4 @@
-"""``ftn train CONFIG.yaml [--set key=value ...] [--resume] [--no-progress]``.
+"""``ftn train CONFIG.yaml [--set key=value ...] [--resume] [--stop-after MIN] [--no-progress]``.
 
 Wired into the ``ftn`` command by :func:`add_parser`; also runs alone, which is how ``torchrun``
 starts it for data-parallel training::
@@ -10,6 +10,7 @@ starts it for data-parallel training::
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from typing import Any, Sequence
@@ -30,6 +31,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a config key, the value read as YAML (repeatable): "
                              "--set iterations=100 --set arch_options.channels=16")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    parser.add_argument("--stop-after", type=float, default=None, metavar="MIN",
+                        help="pause after MIN minutes of this call: write the checkpoint and exit (continue with --resume)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_train)
 
@@ -51,14 +54,20 @@ def run_train(args: argparse.Namespace) -> int:
     is_main = int(os.environ.get("RANK", "0")) == 0
     try:
         config = load_config(args.config, args.overrides)
-        model_path = train(config, resume=args.resume, progress=not args.no_progress)
+        if args.stop_after is not None and not (args.stop_after > 0 and math.isfinite(args.stop_after)):
+            raise ValueError(f"--stop-after must be a positive number of minutes, got {args.stop_after}")
+        stop_after_s = None if args.stop_after is None else 60 * args.stop_after
+        model_path = train(config, resume=args.resume, progress=not args.no_progress, stop_after_s=stop_after_s)
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"ftn train: error: {err}", file=sys.stderr)
         return 2
     except TrainingDiverged as err:
         print(f"ftn train: {err}", file=sys.stderr)
         return 1
-    if is_main:
+    if is_main and model_path.name == "checkpoint.safetensors":
+        print(f"paused: {model_path} (continue with: ftn train {args.config} --resume"
+              + "".join(f" --set {o}" for o in args.overrides) + ")")
+    elif is_main:
         out_dir = model_path.parent
         print(f"model: {model_path}")
         print(f"logs: {out_dir / 'log.csv'}, config: {out_dir / 'config.yaml'}, "

@@ -88,6 +88,9 @@ class TrainConfig:
     grad_clip: float | None = None  # max global grad norm
     loss: Literal["l1", "l2"] = "l1"
     channels_last: bool = False
+    # bf16 autocast of the forward pass and the loss (no loss scaling needed): for a lent GPU, where it
+    # roughly doubles the throughput; may be switched on or off when a run resumes on another machine
+    amp: bool = False
 
     # -- bookkeeping --------------------------------------------------------------------------------
     checkpoint_every: int = 200

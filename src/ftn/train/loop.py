@@ -52,9 +52,11 @@ from .config import TrainConfig, config_to_dict, validate_config
 __all__ = ["train", "TrainingDiverged", "RESUMABLE_CHANGES"]
 
 #: Config keys that may differ between a checkpoint and the run that resumes it.
+#: A run may move between a CPU and a lent GPU: the GPU leg takes a larger batch and bf16 autocast
+#: (``amp``); the data of a step still depends only on (seed, step), so the legs add up to one run.
 RESUMABLE_CHANGES = frozenset(
     {"iterations", "val_data", "val_levels", "val_every", "val_limit", "checkpoint_every", "log_every",
-     "threads", "device", "grad_clip"}
+     "threads", "device", "grad_clip", "batch_size", "amp"}
 )
 
 
@@ -181,6 +183,11 @@ def trainable_parameters(model: nn.Module, stage: str) -> list[nn.Parameter]:
 def forward(model: nn.Module, x: Tensor, stage: str, alpha: float = 1.0) -> Tensor:
     """Base stage: the plain network; tuner stage: the tunable network at ``alpha`` (1 = level 2)."""
     return model(x, alpha=alpha) if stage == "tuner" else model(x)
+
+
+def autocast(config: TrainConfig, device: torch.device) -> torch.autocast:
+    """bf16 autocast when ``config.amp`` (weights, optimiser state and checkpoints stay float32)."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.amp)
 
 
 # -- optimisation ----------------------------------------------------------------------------------
@@ -377,10 +384,14 @@ def say(message: str, procs: Processes) -> None:
 # -- the loop --------------------------------------------------------------------------------------
 
 
-def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
+def train(config: TrainConfig, *, resume: bool = False, progress: bool = True,
+          stop_after_s: float | None = None) -> Path:
     """Run one training stage described by ``config``; returns ``out_dir/model.safetensors``.
 
-    ``resume=True`` continues from ``out_dir/checkpoint.safetensors``. Raises
+    ``resume=True`` continues from ``out_dir/checkpoint.safetensors``. ``stop_after_s`` time-boxes
+    this call: after the first step that ends past it, a checkpoint is written and its path
+    (``out_dir/checkpoint.safetensors``) is returned instead of the model's, so a long run can go on
+    in slices (a background job on a CPU, short calls on a lent GPU) and be resumed later. Raises
     :class:`TrainingDiverged` when the loss stops being finite (the last good checkpoint is kept).
     """
     config = validate_config(config)
@@ -389,13 +400,14 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     try:
         if config.threads is not None:
             torch.set_num_threads(config.threads)
-        return _train(config, procs, resume=resume, progress=progress)
+        return _train(config, procs, resume=resume, progress=progress, stop_after_s=stop_after_s)
     finally:
         torch.set_num_threads(previous_threads)
         teardown_processes(procs)
 
 
-def _train(config: TrainConfig, procs: Processes, *, resume: bool, progress: bool) -> Path:
+def _train(config: TrainConfig, procs: Processes, *, resume: bool, progress: bool,
+           stop_after_s: float | None) -> Path:
     task = get_task(config.task, **config.task_options)
     if config.val_data and not task.has_reference:
         raise ValueError(f"task {task.name!r} has no reference output to measure PSNR against; set val_data: null")
@@ -458,13 +470,15 @@ def _train(config: TrainConfig, procs: Processes, *, resume: bool, progress: boo
         return elapsed_before + time.perf_counter() - t0
 
     scores: dict[Any, float] = {}
+    pause = False
     bar = tqdm(total=config.iterations, initial=start_step, desc=config.name, unit="it", dynamic_ncols=True,
                disable=not (progress and procs.is_main))
     try:
         for step in range(start_step, config.iterations):
             degraded, clean = next_batch(sampler, step, config, procs)
-            output = forward(ddp_model, degraded, config.stage)
-            loss, parts = objective(output, clean)
+            with autocast(config, procs.device):
+                output = forward(ddp_model, degraded, config.stage)
+                loss, parts = objective(output, clean)
             loss_value = global_mean(loss.detach(), procs)
             lr = optimizer.param_groups[0]["lr"]
             if not math.isfinite(loss_value):
@@ -481,12 +495,17 @@ def _train(config: TrainConfig, procs: Processes, *, resume: bool, progress: boo
             last = done == config.iterations
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
             bar.update(1)
-            checkpoint_now = done % config.checkpoint_every == 0 or last
+            # all ranks stop after the same step: the first whose clock has run out decides
+            pause = (not last and stop_after_s is not None
+                     and global_mean(torch.tensor(float(time.perf_counter() - t0 >= stop_after_s)), procs) > 0)
+            checkpoint_now = done % config.checkpoint_every == 0 or last or pause
             if checkpoint_now and not all_finite(params):  # on every rank, so all stop together
                 raise TrainingDiverged(diverged_message(done, "parameters are no longer finite",
                                                         checkpoint_path, last_checkpoint))
             if not procs.is_main:
                 last_checkpoint = done if checkpoint_now else last_checkpoint
+                if pause:
+                    break
                 continue
 
             row: dict[str, Any] = {}
@@ -504,8 +523,16 @@ def _train(config: TrainConfig, procs: Processes, *, resume: bool, progress: boo
                                 elapsed_s=elapsed(), config=recipe, extra=extra,
                                 objective_state=objective.checkpoint_state())
                 last_checkpoint = done
+            if pause:
+                say(f"{config.name}: paused after step {done} of {config.iterations} ({elapsed() / 60:.1f} min "
+                    f"of training so far); continue with --resume from {checkpoint_path}", procs)
+                break
     finally:
         bar.close()
+    if pause:
+        if procs.world_size > 1:
+            dist.barrier()
+        return checkpoint_path
 
     # the model file
     if procs.is_main:
