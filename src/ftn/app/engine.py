@@ -13,6 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+# The app is a front end above infer, as the ``ftn run`` command is: running a model and the blind
+# estimates are infer's work. The level vocabulary comes from ftn.levels, like everyone else's.
+from ..infer.apply import apply_model
+from ..infer.estimate import estimate_jpeg_quality, estimate_noise_sigma
 from ..levels import describe_levels, level_name, level_to_alpha
 from ..methods import TunableModel
 
@@ -74,8 +78,6 @@ def auto_alpha(metadata: dict, image: Tensor, path: str | os.PathLike | None) ->
             taste, not a property of the image), the model has no calibration, or a dejpeg model
             is given a file that is not a JPEG.
     """
-    from ..infer.estimate import estimate_jpeg_quality, estimate_noise_sigma
-
     task = (metadata or {}).get("task")
     wanted = _ESTIMATES.get(task)
     if wanted is None:
@@ -113,9 +115,6 @@ def run_model(
     progress: Callable[[float, str], None] | None = None,
 ) -> Tensor:
     """``model`` on ``image`` ((C, H, W) in [0, 1]) at ``alpha`` (a number or a (1, H, W) map)."""
-    # Running a model is infer's job: imported here, so loading the app's modules does not load infer.
-    from ..infer.apply import apply_model
-
     if progress is not None:
         progress(0.2, "running the model")
 
