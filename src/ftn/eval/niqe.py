@@ -116,6 +116,8 @@ def load_params(params: _ParamsArg = None) -> NiqeParams:
         option="params=<path to niqe_pris_params.npz>",
         hint=f"It holds {', '.join(_KEYS)}: the MATLAB release's model, also shipped with BasicSR.",
     )
+    if not path.is_file():
+        raise FileNotFoundError(f"NIQE pristine model: {path} is not a file")
     return _load_npz(str(path.resolve()))
 
 
