@@ -3,8 +3,8 @@
 Each configuration runs the real command in its own process (so the peak resident memory belongs
 to that run alone, read with ``wait4``) on the same generated 4000x3000 image:
 
-    python benchmarks/tiling.py                       # writes docs/tiling.md
-    python benchmarks/tiling.py --size 1200x900 --out -
+    python -m benchmarks.tiling                       # writes docs/tiling.md
+    python -m benchmarks.tiling --size 1200x900 --out -
 
 Rows: the whole image at once (``--tile 0``), the automatic tile size (from free memory), and fixed
 512-pixel tiles; the output of every tiled run is compared with the whole-image output.
@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import machine  # noqa: E402  (the machine line every benchmark prints)
+from benchmarks.speed import machine  # the machine line every benchmark prints
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -78,7 +77,7 @@ def measure_photo(width: int, height: int, model: str, alpha: str, threads: int)
     lines = [
         "# Large images: peak memory of `ftn run`, whole image against tiles",
         "",
-        f"Measured {datetime.date.today()} by `python benchmarks/tiling.py` on {machine()}.",
+        f"Measured {datetime.date.today()} by `python -m benchmarks.tiling` on {machine()}.",
         "",
         f"Photo {width}x{height} (generated, noise sigma 30), model `{model}`, alpha {alpha}; each row is one",
         "`ftn run` process, its peak resident memory read with `wait4` (it includes Python, torch and the image",

@@ -2,7 +2,8 @@
 # Which term of the GAN-level objective makes the dot-grid artefact of PD-SR stage 2? One GPU, all at
 # once: the sr-cfsnet DNI run (a full fine-tune, as ESRGAN's GAN stage) retrained with one change each.
 #   ABL_S=200 bash scripts/device_gan_ablation.sh   ->  $OUT/ablation.tar (reproduce/runs/gan-ablation/<variant>/...)
-# Back here: tar xf ablation.tar; python benchmarks/gan_ablation.py (NIQE / PSNR at alpha 1 on Set5 + Set14).
+# Back here: tar xf ablation.tar; python -m benchmarks.gan_ablation (NIQE / PSNR at alpha 1 on Set5 + Set14;
+# it writes the weights' lines of reproduce/runs/gan-ablation/MANIFEST.tsv, the weights stay out of git).
 # (The committed runs were trained into runs/gan-ablation/ and moved; their config.yaml still says so.)
 set -u
 OUT=${OUT:-/tmp/out}; ABL_S=${ABL_S:-200}; ITERS=${ITERS:-1500}

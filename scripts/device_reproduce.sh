@@ -16,7 +16,7 @@ LOGS=/tmp/device-logs; mkdir -p "$LOGS" "$OUT"
 source scripts/device_setup.sh
 runs_of() {  # runs_of WHICH: "recipe|task/run" of the missing runs; 1: those that can start now, 2: all
   python3 - "$1" $RECIPES <<'PY'
-import fnmatch, os, sys; sys.path.insert(0, "benchmarks"); from reproduce import load_recipe; from pathlib import Path
+import fnmatch, os, sys; from benchmarks.reproduce.recipe import load_recipe; from pathlib import Path
 which = sys.argv[1]
 only = os.environ.get("ONLY", "").split()
 wanted = lambda x: not only or any(fnmatch.fnmatch(x.key, pat) for pat in only)
@@ -24,7 +24,7 @@ for path in sys.argv[2:]:
     r = load_recipe(Path(path))
     ready = lambda x: x.stage == "base" or Path(x.config.base).is_file()
     own = lambda x: not (x.stage == "base" and r.raw.get("bases_from"))  # bases_from: another study's networks
-    print(" ".join(f"{path}|{x.key}" for x in r.runs if own(x) and wanted(x) and not x.model_path.is_file() and (which == "2" or ready(x))))
+    print(" ".join(f"{path}|{x.key}" for x in r.runs if own(x) and wanted(x) and not x.trained and (which == "2" or ready(x))))
 PY
 }
 phase() {  # train each run in its own process, all at once
@@ -32,15 +32,15 @@ phase() {  # train each run in its own process, all at once
   for item in "$@"; do
     local recipe=${item%%|*} key=${item#*|}
     local log="$LOGS/$(basename "$recipe" .yaml)_${key//\//_}.log"
-    timeout "$deadline" python3 benchmarks/reproduce.py --recipe "$recipe" --no-progress --set train.threads=1 \
+    timeout "$deadline" python3 -m benchmarks.reproduce --recipe "$recipe" --no-progress --set train.threads=1 \
       --only-train --only "$key" >"$log" 2>&1 &
   done
   wait
 }
 python3 - $RECIPES <<'PY' || exit 1
-import sys; sys.path.insert(0, "benchmarks"); from reproduce import load_recipe; from pathlib import Path
+import sys; from benchmarks.reproduce.recipe import load_recipe; from pathlib import Path
 missing = sorted({r.config.train_data for p in sys.argv[1:] for r in load_recipe(Path(p)).runs
-                  if not r.model_path.is_file() and not Path(r.config.train_data).is_dir()})
+                  if not r.trained and not Path(r.config.train_data).is_dir()})
 if missing:
     sys.exit(f"training data missing: {missing} (put them under .carry/<path below ../shared>)")
 PY
@@ -61,7 +61,7 @@ while true; do
 done
 echo "still missing: $(runs_of 2 | xargs)"
 for recipe in $REPORT_RECIPES; do
-  timeout "$REPORT_S" python3 benchmarks/reproduce.py --recipe "$recipe" --no-progress --only-report --out /tmp/report \
+  timeout "$REPORT_S" python3 -m benchmarks.reproduce --recipe "$recipe" --no-progress --only-report --out /tmp/report \
     >"$LOGS/report_$(basename "$recipe" .yaml).log" 2>&1
   echo "report $recipe: exit $? after $(( $(date +%s) - START )) s"
 done

@@ -1,6 +1,6 @@
 """The perceptual half of the reproduce report (issue [4/6]): PD-controllable SR and style transfer.
 
-Called by ``benchmarks/reproduce.py`` for a recipe whose tasks are ``sr``, ``style`` or
+Called by ``python -m benchmarks.reproduce`` for a recipe whose tasks are ``sr``, ``style`` or
 ``style-strength`` (``configs/reproduce/perceptual.yaml``). It evaluates every trained run once
 (cached beside the run, keyed by the model file's hash and the settings) and writes its sections and
 figures into the report folder:
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,11 +30,13 @@ import numpy as np
 import torch
 
 import ftn
+from benchmarks.reproduce.cache import cached
+from benchmarks.reproduce.evaluation import model_info
+from benchmarks.reproduce.manifest import model_sha256, require_weight
 from ftn.data.datasets import EvalSet
 from ftn.eval.analysis import alpha_path, largest_drift
 from ftn.eval.metrics import psnr, ssim, to_uint8
 from ftn.tasks import get_task
-from run_cache import cached, sha256_file
 
 PERCEPTUAL_TASKS = {"sr", "style", "style-strength"}
 EVAL_VERSION = 1
@@ -90,11 +93,12 @@ def evaluate_sr_run(recipe: Any, run: Any, data: SRData) -> tuple[dict[str, Any]
 
     alphas = [float(a) for a in recipe.eval.get("sr_alphas", [0, 0.25, 0.5, 0.75, 1])]
     crop = int(recipe.eval.get("crop_border", 4))
-    signature = {**data.signature(), "model_sha256": sha256_file(run.model_path), "alphas": alphas, "crop": crop}
+    signature = {**data.signature(), "model_sha256": model_sha256(run), "alphas": alphas, "crop": crop}
     cache = run.dir / "pd.json"
     hit = cached(cache, signature)
     if hit is not None:
         return hit, True
+    require_weight(run, "pd.json (perception-distortion)")
     t0 = time.perf_counter()
     model = _load(run.model_path)
     lrs, hrs = [lr for _, lr, _ in data.items], [hr for _, _, hr in data.items]
@@ -119,7 +123,7 @@ def evaluate_sr_run(recipe: Any, run: Any, data: SRData) -> tuple[dict[str, Any]
 
 def reference_niqe(data: SRData, crop: int) -> dict[str, float]:
     """Mean NIQE of the ground truth and of MATLAB-bicubic up-sampling: where "natural" lies."""
-    from ftn.data.resize import imresize
+    from ftn.imageops import imresize
     from ftn.eval.niqe import niqe
 
     hrs = [hr for _, _, hr in data.items]
@@ -180,12 +184,13 @@ def evaluate_style_run(recipe: Any, run: Any, content: list[tuple[str, torch.Ten
     spec = recipe.tasks[run.task]
     task = get_task(_task_type(recipe, run.task), **(spec.get("task_options") or {}))
     alphas = [float(a) for a in recipe.eval.get("style_alphas", [0, 0.25, 0.5, 0.75, 1])]
-    signature = {"model_sha256": sha256_file(run.model_path), "alphas": alphas, "content": [n for n, _ in content],
+    signature = {"model_sha256": model_sha256(run), "alphas": alphas, "content": [n for n, _ in content],
                  "shape": list(content[0][1].shape), "version": EVAL_VERSION}
     cache, strip = run.dir / "style.json", run.dir / "style-strip.png"
     hit = cached(cache, signature)
     if hit is not None and strip.is_file():
         return hit, True
+    require_weight(run, "style.json and style-strip.png (style along alpha)")
     model = _load(run.model_path)
     device = next(model.parameters()).device
     objectives = {lv: task.objective(lv).to(device).eval() for lv in run.levels}
@@ -287,9 +292,19 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _weights_here(runs: list[Any], figure: Path) -> bool:
+    """Whether the weights of ``runs`` are here to draw ``figure`` from the networks; if not, say in one line
+    which run is missing and how to retrain it (the figure stays as it is: the report text does not change)."""
+    absent = [r for r in runs if not r.model_path.is_file()]
+    if absent:
+        state = "kept as it is" if figure.is_file() else "not drawn"
+        print(f"reproduce: {figure.name} {state}: the weight of {absent[0].key} is absent; "
+              f"retrain with: {absent[0].retrain_command}", file=sys.stderr, flush=True)
+    return not absent
+
+
 def _budget(run: Any) -> str:
-    meta = ftn.io.read_metadata(run.model_path)
-    t = meta.get("training", {})
+    t = model_info(run)[0]["training"]
     machine = t.get("machine", {})
     where = machine.get("gpu") or machine.get("cpu", "?")
     return f"{t.get('iterations', '?')} it, {t.get('wall_time_s', 0) / 60:.1f} min on {where}"
@@ -300,7 +315,7 @@ def build_perceptual_sections(recipe: Any, out: Path, *, progress: bool) -> tupl
     counts = {"evaluated": 0, "cached": 0}
     figures: list[str] = []
     sections: list[str] = []
-    ready = {r.key: r for r in recipe.runs if r.model_path.is_file()}
+    ready = {r.key: r for r in recipe.runs if r.trained}
     sr_tasks = [t for t in recipe.tasks if _task_type(recipe, t) == "sr"]
     style_tasks = [t for t in recipe.tasks if _task_type(recipe, t) in ("style", "style-strength")]
     findings: list[str] = []
@@ -361,7 +376,8 @@ def build_perceptual_sections(recipe: Any, out: Path, *, progress: bool) -> tupl
             text.append("")
             pd_curves[f"{ARCH_LABELS.get(arch, arch)}"] = curves
             crops = out / f"perceptual-sr-crops-{task_name}.png"
-            sr_crops(recipe, runs, data, "baboon", crops)
+            if _weights_here(runs, crops):
+                sr_crops(recipe, runs, data, "baboon", crops)
             figures.append(crops.name)
             text += [f"![crops along alpha, {task_name}]({crops.name})", ""]
             end = {k: p[-1] for k, p in curves.items()}
@@ -458,13 +474,14 @@ def build_perceptual_sections(recipe: Any, out: Path, *, progress: bool) -> tupl
         run = recipe.run(task_name, run_name)
         if run is None or run.key not in ready:
             continue
-        if _task_type(recipe, task_name) == "sr":
-            data = SRData(recipe, task_name)
-            image = next((lr for n, lr, _ in data.items if n.endswith("baboon")), data.items[0][1])
-        else:
-            image = _content_images(recipe, task_name, side=256)[0][1]
         name = f"perpixel-{task_name}.png"
-        per_pixel_figure(run.model_path, image, out / name, f"{title} ({run.key})")
+        if _weights_here([run], out / name):
+            if _task_type(recipe, task_name) == "sr":
+                data = SRData(recipe, task_name)
+                image = next((lr for n, lr, _ in data.items if n.endswith("baboon")), data.items[0][1])
+            else:
+                image = _content_images(recipe, task_name, side=256)[0][1]
+            per_pixel_figure(run.model_path, image, out / name, f"{title} ({run.key})")
         figures.append(name)
         pp += [f"![per-pixel {task_name}]({name})", ""]
         made = True

@@ -1,114 +1,29 @@
-"""Reproduce the paper's evidence: train every run of a recipe (resumable, cached), evaluate, and write
-``<out>/results.md`` with the paper's numbers beside ours, plus PNG plots under ``<out>/``.
-
-    python benchmarks/reproduce.py --recipe configs/reproduce/mini.yaml             # train what is missing, then report
-    python benchmarks/reproduce.py --recipe configs/reproduce/mini.yaml --only-report   # no training
-    python benchmarks/reproduce.py --recipe configs/reproduce/mini.yaml --stop-after 50 # start no new run after 50 min
-
-The seven items of the study (issue "[3/6] Reproduce the paper's evidence"):
-
-1. Table 2: denoising sigma 20 -> 80 (CBSD68) and JPEG quality 40 -> 10 (LIVE1), From scratch, DNI,
-   AdaFM, CFSNet, FTN-gc16, FTN-gc4, FTN; PSNR at the best alpha (grid search) and at the linear alpha.
-2. Table 1: FTN vs FTN-deeper vs FTN-spatial, sigma 20 -> 50, tested at 20, 30*, 40*, 50.
-3. Table 3: filter analysis (kernel MAE, filter-wise cosine) for FTN (G=16), FTN, fine-tuning (DNI).
-4. Figure 5 analogue: interpolation (unseen levels) against adaptation (level 2) for G = 1, 4, 16, AdaFM.
-5. Figure 6 analogue: PSNR against alpha at sigma 40 and 60; distance of the best alpha from 1/3, 2/3.
-6. Figures 7/8 analogue: a sigma-20 input swept over alpha: colour shift, RMSE, SSIM, largest steps, crops.
-7. Table 4: parameters and MACs (ftn.eval.complexity).
-
-Runs live under the recipe's ``runs_dir`` (``<runs_dir>/<task>/<run>/``: model.safetensors, log.csv,
-config.yaml; checkpoint.safetensors while a run is unfinished, deleted when it finishes). That folder
-is meant to be committed, so the study continues across sessions and machines. Evaluations are cached
-beside each run (``eval.json``, ``smooth.json``, ``filters.json``, ``strip.png``) keyed by the model
-file's hash and the evaluation settings; the complexity table in ``<runs_dir>/complexity.json``.
-
-Run names are the contract between a recipe and the report: per task ``base`` (stage 1, level 1),
-``scratch-<level>`` (a base-stage network per other level), ``dni``, ``adafm``, ``cfsnet``,
-``ftn-gc16``, ``ftn-gc4``, ``ftn`` (stage 2, level 2) and, for Table 1, ``ftn-to50``,
-``ftn-deeper-to50``, ``ftn-spatial-to50`` (stage 2 to sigma 50: the paper's Table 1 marks 50 as seen).
-
-Paths in a recipe are relative to the repository root (the script changes to it).
-"""
+"""The restoration report of a reproduce study (sections 1-8 of ``docs/results.md``): the paper's tables
+and figures with our numbers beside the paper's, built from the cached evaluations
+(:mod:`benchmarks.reproduce.evaluation`) by :func:`build_report`."""
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import fnmatch
 import json
 import math
-import os
 import shutil
-import sys
-import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-import torch
-import yaml
 
 import ftn
-from ftn.data.datasets import EvalSet
-from ftn.eval.analysis import alpha_path, filter_analysis, largest_drift, largest_step, linear_alpha
-from ftn.eval.metrics import psnr, to_uint8
-from ftn.io import read_metadata
+from benchmarks.reproduce.evaluation import (EvalData, complexity, evaluate_run, filters_run, model_info,
+                                             smooth_run)
+from benchmarks.reproduce.figures import centre_crop, hstack, plt as _plt
+from benchmarks.reproduce.paper import load_paper
+from benchmarks.reproduce.recipe import Recipe, Run, load_recipe, rel
+from benchmarks.reproduce.training import duration
+from ftn.eval.analysis import largest_drift, largest_step, linear_alpha
+from ftn.eval.metrics import to_uint8
 from ftn.tasks import get_task
-from ftn.train.checkpoint import read_checkpoint_info
-from ftn.train.config import TrainConfig, parse_override, validate_config
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, however this file is loaded
-from run_cache import cached, sha256_file, write_json  # noqa: E402
-EVAL_VERSION = 1  # bump when the evaluation protocol changes: every cached evaluation is redone
-
-# -- the paper's numbers, typed from ../shared/paper/ftn-paper.txt ------------------------------------
-
-PAPER: dict[str, Any] = {
-    "table1": {
-        "source": "Table 1 (AdaFM-Net, CBSD68, PSNR dB; 30* and 40* unseen, so level 2 is sigma 50)",
-        "levels": [20, 30, 40, 50],
-        "rows": {
-            "FTN": [32.44, 30.18, 28.90, 28.04],
-            "FTN-deeper": [32.44, 30.06, 28.81, 28.03],
-            "FTN-spatial": [32.44, 30.16, 28.88, 28.04],
-        },
-    },
-    "table2": {
-        "source": "Table 2 (CBSD68, sigma 20 -> 80, PSNR dB; 40* and 60* unseen, best alpha by grid search)",
-        "levels": [20, 40, 60, 80],
-        "AdaFM-Net (16 blocks)": {
-            "From scratch": [32.44, 28.90, 26.92, 25.60],
-            "DNI": [32.44, 28.20, 26.98, 25.97],
-            "AdaFM": [32.44, 28.17, 26.77, 25.96],
-            "CFSNet": [32.44, 28.41, 26.87, 26.00],
-            "FTN-gc16": [32.44, 28.78, 27.05, 25.98],
-            "FTN-gc4": [32.44, 28.64, 26.95, 26.00],
-            "FTN": [32.44, 28.48, 26.89, 26.03],
-        },
-        "CFSNet-10 (10 blocks)": {
-            "From scratch": [32.42, 28.98, 27.13, 25.90],
-            "DNI": [32.42, 28.87, 27.01, 25.96],
-            "AdaFM": [32.42, 28.48, 26.75, 25.84],
-            "CFSNet": [32.42, 28.65, 26.95, 25.93],
-            "FTN-gc16": [32.42, 28.77, 27.01, 25.89],
-            "FTN-gc4": [32.42, 28.65, 26.90, 25.90],
-            "FTN": [32.42, 28.45, 26.86, 25.93],
-        },
-        "dejpeg": "the paper reports deJPEG (LIVE1) only in its supplementary material, which we do not have",
-    },
-    "table3": {
-        "source": "Table 3 (PD-controllable x4 super-resolution, CFSNet-30)",
-        "rows": {"FTN (G=16)": (0.0082, 0.9443), "FTN": (0.0118, 0.8937), "Fine-tuning (DNI)": (0.0139, 0.8666)},
-    },
-    "fig5": "Figure 5 (PD-controllable SR, a plot without numbers in the text): more groups restrict the filter "
-    "change, giving better interpolation at the expense of the second level's adaptation; AdaFM (linear) is shown beside.",
-    "fig6": "Figure 6 (a plot without numbers in the text): the best alphas of FTN-gc16 for sigma 40 and 60 lie "
-    "closest to the lines alpha = 0.33 and 0.66 of all methods.",
-    "fig78": "Figures 7 and 8 (images, no numbers): on a sigma-20 input, as alpha grows DNI and CFSNet show colour "
-    "artefacts in flat regions while FTN-gc16 stays clean; DNI's intermediate results have a colour shift that costs "
-    "RMSE but not SSIM.",
-}
+PAPER: dict[str, Any] = load_paper()
 
 #: report row label -> run name
 TABLE2_ROWS = [("DNI", "dni"), ("AdaFM", "adafm"), ("CFSNet", "cfsnet"), ("FTN-gc16", "ftn-gc16"),
@@ -118,447 +33,6 @@ TABLE3_ROWS = [("FTN (G=16)", "ftn-gc16"), ("FTN", "ftn"), ("Fine-tuning (DNI)",
 FIG5_ROWS = [("FTN (G=1)", "ftn", 1), ("FTN-gc4", "ftn-gc4", 4), ("FTN-gc16", "ftn-gc16", 16), ("AdaFM", "adafm", None)]
 TASK_TITLES = {"denoise": "Gaussian denoising", "dejpeg": "JPEG artefact removal"}
 
-RECIPE_KEYS = {"name", "runs_dir", "out", "threads", "seconds_per_iteration", "train", "tuner", "eval", "smooth",
-               "complexity", "tasks", "notes", "bases_from", "compare_with"}
-TASK_KEYS = {"task", "task_options", "levels", "test_data", "unseen", "runs", "train", "tuner"}
-# per task: ``task`` (the registered task, default the entry's name, so two entries can train the same
-# task on two networks), ``train`` / ``tuner`` (training keys for this task's runs / tuner runs)
-RUN_EXTRA_KEYS = {"unseen"}  # run keys that are not TrainConfig keys
-EVAL_DEFAULTS = {"limit": 10, "crop": None, "alpha_steps": 12, "refine": True, "device": "auto"}
-SMOOTH_DEFAULTS = {"task": "denoise", "level": None, "images": 3, "strip_crop": 96, "strip_alphas": [0, 0.25, 0.5, 0.75, 1]}
-
-
-# -- the recipe -----------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Run:
-    task: str
-    name: str
-    stage: str
-    level: float  # the level trained (level 2 for tuner runs)
-    levels: tuple[float, float] | None  # (level 1, level 2) of a tuner run
-    unseen: list[float]
-    config: TrainConfig
-    dir: Path
-
-    @property
-    def key(self) -> str:
-        return f"{self.task}/{self.name}"
-
-    @property
-    def model_path(self) -> Path:
-        return self.dir / "model.safetensors"
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.dir / "checkpoint.safetensors"
-
-
-@dataclasses.dataclass
-class Recipe:
-    name: str
-    path: Path
-    raw: dict[str, Any]
-    runs_dir: Path
-    out: Path
-    threads: int | None
-    eval: dict[str, Any]
-    smooth: dict[str, Any]
-    complexity: dict[str, Any]
-    tasks: dict[str, dict[str, Any]]
-    runs: list[Run]
-
-    def run(self, task: str, name: str) -> Run | None:
-        return next((r for r in self.runs if r.task == task and r.name == name), None)
-
-
-def _apply_override(data: dict[str, Any], item: str) -> None:
-    keys, value = parse_override(item)
-    node = data
-    for k in keys[:-1]:
-        child = node.get(k)
-        node[k] = dict(child) if isinstance(child, dict) else {}
-        node = node[k]
-    node[keys[-1]] = value
-
-
-def _num(level: Any) -> float:
-    value = float(level)
-    return int(value) if value.is_integer() else value  # type: ignore[return-value]
-
-
-def load_recipe(path: Path, overrides: Sequence[str] = ()) -> Recipe:
-    """Read and check a recipe; ``overrides`` are ``key.sub=value`` strings (values parsed as YAML)."""
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a recipe is a mapping")
-    for item in overrides:
-        _apply_override(raw, item)
-    unknown = sorted(set(raw) - RECIPE_KEYS)
-    if unknown:
-        raise ValueError(f"{path}: unknown recipe key(s) {unknown}; known: {sorted(RECIPE_KEYS)}")
-    name = str(raw.get("name") or path.stem)
-    runs_dir = Path(raw.get("runs_dir") or f"reproduce/runs/{name}")
-    bases_from = Path(raw["bases_from"]) if raw.get("bases_from") else None
-    common = dict(raw.get("train") or {})
-    tuner_common = dict(raw.get("tuner") or {})
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    for where, block in (("train", common), ("tuner", tuner_common)):
-        bad = sorted(set(block) - fields)
-        if bad:
-            raise ValueError(f"{path}: {where}: unknown training key(s) {bad}")
-    runs: list[Run] = []
-    tasks = raw.get("tasks") or {}
-    if not tasks:
-        raise ValueError(f"{path}: the recipe lists no tasks")
-    for task_name, spec in tasks.items():
-        bad = sorted(set(spec) - TASK_KEYS)
-        if bad:
-            raise ValueError(f"{path}: tasks.{task_name}: unknown key(s) {bad}; known: {sorted(TASK_KEYS)}")
-        for where in ("train", "tuner"):
-            bad = sorted(set(spec.get(where) or {}) - fields)
-            if bad:
-                raise ValueError(f"{path}: tasks.{task_name}.{where}: unknown training key(s) {bad}")
-        task_type = str(spec.get("task") or task_name)
-        task = get_task(task_type, **(spec.get("task_options") or {}))
-        l1, l2 = (_num(v) for v in (spec.get("levels") or task.default_levels))
-        spec["levels"] = [l1, l2]
-        spec["unseen"] = [_num(v) for v in spec.get("unseen") or []]
-        run_specs = spec.get("runs") or {}
-        if "base" not in run_specs:
-            raise ValueError(f"{path}: tasks.{task_name}: a 'base' run (stage 1 at level {l1}) is required")
-        for run_name, run_spec in run_specs.items():
-            run_spec = dict(run_spec or {})
-            bad = sorted(set(run_spec) - fields - RUN_EXTRA_KEYS)
-            if bad:
-                raise ValueError(f"{path}: tasks.{task_name}.runs.{run_name}: unknown key(s) {bad}")
-            stage = run_spec.get("stage", "base" if run_name == "base" else "tuner")
-            data: dict[str, Any] = {**common, **(spec.get("train") or {})}
-            if stage == "tuner":
-                data.update({**tuner_common, **(spec.get("tuner") or {})})
-            data.update({k: v for k, v in run_spec.items() if k not in RUN_EXTRA_KEYS})
-            run_dir = runs_dir / task_name / run_name
-            if stage == "base" and bases_from is not None:
-                run_dir = bases_from / task_name / run_name  # the same stage-1 networks as another study
-            if stage == "base":
-                level = _num(run_spec.get("level", l1))
-                levels = None
-            else:
-                level = _num(run_spec.get("level", l2))
-                levels = (l1, level)
-                data["base"] = str((bases_from or runs_dir) / task_name / "base" / "model.safetensors")
-            data.update(name=f"{name}-{task_name}-{run_name}", out_dir=str(run_dir), stage=stage, task=task_type,
-                        task_options=spec.get("task_options") or {}, level=level)
-            config = validate_config(TrainConfig(**data))
-            unseen = [_num(v) for v in run_spec.get("unseen", spec["unseen"] if stage == "tuner" else [])]
-            runs.append(Run(task_name, run_name, stage, level, levels, unseen, config, run_dir))
-    order = {"base": 0}
-    runs.sort(key=lambda r: (list(tasks).index(r.task), order.get(r.name, 1 if r.stage == "base" else 2)))
-    smooth = {**SMOOTH_DEFAULTS, **(raw.get("smooth") or {})}
-    if smooth["task"] in tasks and smooth["level"] is None:
-        smooth["level"] = tasks[smooth["task"]]["levels"][0]
-    return Recipe(
-        name=name, path=path, raw=raw, runs_dir=runs_dir, out=Path(raw.get("out") or "docs"),
-        threads=raw.get("threads"), eval={**EVAL_DEFAULTS, **(raw.get("eval") or {})}, smooth=smooth,
-        complexity=dict(raw.get("complexity") or {"arch": "adafm_net", "size": 256}), tasks=tasks, runs=runs,
-    )
-
-
-# -- training -------------------------------------------------------------------------------------
-
-
-def _rate(recipe: Recipe, stage: str, measured: dict[str, list[float]]) -> float:
-    if measured.get(stage):
-        return sum(measured[stage]) / len(measured[stage])
-    table = recipe.raw.get("seconds_per_iteration") or {}
-    return float(table.get(stage, 0.25 if stage == "base" else 0.375))
-
-
-def _steps_done(run: Run) -> int:
-    if run.checkpoint_path.is_file():
-        try:
-            return int(read_checkpoint_info(run.checkpoint_path)["step"])
-        except (ValueError, KeyError, OSError):
-            return 0
-    return 0
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
-
-
-def select_runs(runs: Sequence[Run], patterns: Sequence[str]) -> list[Run]:
-    """The runs whose key (``task/run``) matches one of the shell-style ``patterns`` (all when none)."""
-    if not patterns:
-        return list(runs)
-    return [r for r in runs if any(fnmatch.fnmatchcase(r.key, p) for p in patterns)]
-
-
-def train_all(recipe: Recipe, *, progress: bool, stop_after_s: float | None, only: Sequence[str] = ()) -> int:
-    """Train every run (of those ``only`` selects) whose model file is missing (resuming checkpoints); returns how many ran."""
-    from ftn.train.loop import train
-
-    runs = select_runs(recipe.runs, only)
-    pending = [r for r in runs if not r.model_path.is_file()]
-    for r in runs:  # a finished run keeps no checkpoint
-        if r.model_path.is_file() and r.checkpoint_path.is_file():
-            r.checkpoint_path.unlink()
-    print(f"training: {len(runs) - len(pending)} of {len(runs)} runs are done, {len(pending)} to go")
-    measured: dict[str, list[float]] = {}
-    start = time.perf_counter()
-    trained = 0
-    for i, run in enumerate(pending):
-        if stop_after_s is not None and time.perf_counter() - start > stop_after_s:
-            print(f"training: stopping after {_duration(time.perf_counter() - start)} as asked; "
-                  f"{len(pending) - i} run(s) left for the next session")
-            break
-        left = [(r, r.config.iterations - _steps_done(r)) for r in pending[i:]]
-        eta = sum(steps * _rate(recipe, r.stage, measured) for r, steps in left)
-        done = _steps_done(run)
-        what = run.config.method if run.stage == "tuner" else "whole network"
-        print(f"[{i + 1}/{len(pending)}] {run.key}: stage {run.stage} ({what}), level {run.level:g}, "
-              f"steps {done} -> {run.config.iterations}{' (resuming)' if done else ''}; "
-              f"{len(left)} run(s) left with this one, about {_duration(eta)}", flush=True)
-        t0 = time.perf_counter()
-        if run.stage == "tuner" and not Path(run.config.base or "").is_file():
-            raise FileNotFoundError(f"{run.key} needs the stage-1 base {run.config.base}, which is missing")
-        train(run.config, resume=run.checkpoint_path.is_file(), progress=progress)
-        run.checkpoint_path.unlink(missing_ok=True)
-        steps = run.config.iterations - done
-        if steps > 0:
-            measured.setdefault(run.stage, []).append((time.perf_counter() - t0) / steps)
-        trained += 1
-    return trained
-
-
-# -- evaluation data ------------------------------------------------------------------------------
-
-
-def _crop(t: torch.Tensor, size: int | None) -> torch.Tensor:
-    if not size:
-        return t
-    h, w = t.shape[-2:]
-    ch, cw = min(size, h), min(size, w)
-    top, left = ((h - ch) // 2) // 2 * 2, ((w - cw) // 2) // 2 * 2
-    return t[..., top : top + ch, left : left + cw]
-
-
-class EvalData:
-    """Degraded/clean test images per (task, level), loaded once and centre-cropped."""
-
-    def __init__(self, recipe: Recipe) -> None:
-        self.recipe = recipe
-        self._items: dict[tuple[str, float, int | None], list[tuple[str, torch.Tensor, torch.Tensor]]] = {}
-
-    def items(self, task_name: str, level: float, limit: int | None = None) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-        limit = self.recipe.eval["limit"] if limit is None else limit
-        key = (task_name, float(level), limit)
-        if key not in self._items:
-            spec = self.recipe.tasks[task_name]
-            task = get_task(str(spec.get("task") or task_name), **(spec.get("task_options") or {}))
-            data = EvalSet(spec["test_data"], task, level, seed=0, limit=limit)
-            crop = self.recipe.eval.get("crop")
-            self._items[key] = [(n, _crop(d, crop), _crop(c, crop)) for n, d, c in data]
-        return self._items[key]
-
-    def signature(self, task_name: str) -> dict[str, Any]:
-        spec = self.recipe.tasks[task_name]
-        return {"data": str(spec["test_data"]), "limit": self.recipe.eval["limit"], "crop": self.recipe.eval.get("crop"),
-                "task_options": spec.get("task_options") or {}, "seed": 0, "version": EVAL_VERSION}
-
-
-
-
-def eval_device(recipe: Recipe) -> torch.device:
-    """``eval.device``: auto (CUDA when torch sees one), cpu or cuda."""
-    choice = str(recipe.eval.get("device") or "auto")
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
-
-
-def load_for_eval(recipe: Recipe, path: Path) -> torch.nn.Module:
-    return ftn.load(path).eval().to(eval_device(recipe))
-
-
-@torch.inference_mode()
-def _mean_psnr(model: torch.nn.Module, items: list, alpha: float | None) -> float:
-    device = next(model.parameters()).device
-    scores = []
-    for _, degraded, clean in items:
-        x = degraded.unsqueeze(0).to(device)
-        y = model(x) if alpha is None else model(x, alpha=float(alpha))
-        scores.append(psnr(y[0].clamp(0, 1).float().cpu(), clean))
-    return float(np.mean(scores))
-
-
-def _input_psnr(items: list) -> float:
-    return float(np.mean([psnr(d.clamp(0, 1), c) for _, d, c in items]))
-
-
-def alpha_grid(steps: int) -> list[float]:
-    return [round(i / steps, 6) for i in range(steps + 1)]
-
-
-def _eval_levels(recipe: Recipe, run: Run) -> list[float]:
-    """Levels a run is tested at: its own (from scratch), all of the task's (base), l1, unseen, l2 (tuner)."""
-    spec = recipe.tasks[run.task]
-    if run.stage == "tuner":
-        assert run.levels is not None
-        return [run.levels[0], *run.unseen, run.levels[1]]
-    if run.name == "base":
-        levels = {spec["levels"][0], spec["levels"][1], *spec["unseen"]}
-        for other in recipe.runs:
-            if other.task == run.task and other.stage == "tuner":
-                levels.update([other.levels[1], *other.unseen])  # type: ignore[index]
-        l1, l2 = spec["levels"]
-        return sorted(levels, key=lambda v: (v - l1) / (l2 - l1))
-    return [run.level]
-
-
-def evaluate_run(recipe: Recipe, run: Run, data: EvalData) -> tuple[dict[str, Any], bool]:
-    """PSNR of one run: per level, at a grid of alphas for unseen levels (tuner runs). Cached."""
-    levels = _eval_levels(recipe, run)
-    grid = alpha_grid(int(recipe.eval["alpha_steps"]))
-    signature = {**data.signature(run.task), "model_sha256": sha256_file(run.model_path), "levels": levels,
-                 "alphas": grid, "refine": bool(recipe.eval["refine"])}
-    cache = run.dir / "eval.json"
-    hit = cached(cache, signature)
-    if hit is not None:
-        return hit, True
-    t0 = time.perf_counter()
-    model = load_for_eval(recipe, run.model_path)
-    result: dict[str, Any] = {"signature": signature, "run": run.key, "stage": run.stage, "levels": {}}
-    for level in levels:
-        items = data.items(run.task, level)
-        entry: dict[str, Any] = {"input_psnr": _input_psnr(items), "images": len(items)}
-        if run.stage == "base":
-            entry.update(alphas=[None], psnr=[_mean_psnr(model, items, None)])
-        else:
-            l1, l2 = run.levels  # type: ignore[misc]
-            lin = linear_alpha(level, l1, l2)
-            seen = level in (l1, l2)
-            alphas = [lin] if seen else list(grid)
-            if not seen and not any(abs(a - lin) < 1e-9 for a in alphas):
-                alphas.append(lin)
-            table = {a: _mean_psnr(model, items, a) for a in alphas}
-            if recipe.eval["refine"] and not seen:
-                step = 1.0 / int(recipe.eval["alpha_steps"])
-                best = max(table, key=table.__getitem__)
-                for a in (best - step / 2, best + step / 2):
-                    if 0.0 <= a <= 1.0 and not any(abs(a - b) < 1e-9 for b in table):
-                        table[round(a, 6)] = _mean_psnr(model, items, a)
-            alphas = sorted(table)
-            entry.update(alphas=alphas, psnr=[table[a] for a in alphas], linear_alpha=lin, seen=seen)
-            entry["linear_psnr"] = table[min(alphas, key=lambda a: abs(a - lin))]
-        j = int(np.argmax(entry["psnr"]))
-        entry["best_alpha"], entry["best_psnr"] = entry["alphas"][j], entry["psnr"][j]
-        result["levels"][f"{level:g}"] = entry
-    if run.stage == "tuner":  # sanity: alpha 0 must be the stage-1 network
-        result["alpha0_level1_psnr"] = result["levels"][f"{run.levels[0]:g}"]["psnr"][0]  # type: ignore[index]
-    result["wall_s"] = round(time.perf_counter() - t0, 1)
-    write_json(cache, result)
-    return result, False
-
-
-def smooth_run(recipe: Recipe, run: Run, data: EvalData) -> tuple[dict[str, Any], bool]:
-    """Colour drift and smoothness of a tuner run on level-1 inputs swept over alpha; keeps a crop strip."""
-    cfg = recipe.smooth
-    grid = alpha_grid(int(recipe.eval["alpha_steps"]))
-    strip_alphas = [float(a) for a in cfg["strip_alphas"]]
-    alphas = sorted(set(grid) | set(strip_alphas))
-    signature = {**data.signature(run.task), "model_sha256": sha256_file(run.model_path), "level": cfg["level"],
-                 "images": cfg["images"], "alphas": alphas, "strip_crop": cfg["strip_crop"]}
-    cache, strip_png = run.dir / "smooth.json", run.dir / "strip.png"
-    hit = cached(cache, signature)
-    if hit is not None and strip_png.is_file():
-        return hit, True
-    t0 = time.perf_counter()
-    model = load_for_eval(recipe, run.model_path)
-    items = data.items(run.task, cfg["level"], limit=int(cfg["images"]))
-    path = alpha_path(model, [d for _, d, _ in items], [c for _, _, c in items], alphas)
-    result = {"signature": signature, "run": run.key, "images": [n for n, _, _ in items], "path": path}
-    # the crop strip: the first image, its centre, at the strip alphas
-    _, degraded, _ = items[0]
-    crops = []
-    with torch.inference_mode():
-        for a in strip_alphas:
-            out = model(degraded.unsqueeze(0).to(eval_device(recipe)), alpha=a)[0].clamp(0, 1).float().cpu()
-            crops.append(to_uint8(_crop(out, int(cfg["strip_crop"]))).astype(np.uint8))
-    _save_png(_hstack(crops), strip_png)
-    result["wall_s"] = round(time.perf_counter() - t0, 1)
-    write_json(cache, result)
-    return result, False
-
-
-def filters_run(run: Run) -> tuple[dict[str, Any], bool]:
-    signature = {"model_sha256": sha256_file(run.model_path), "version": EVAL_VERSION}
-    cache = run.dir / "filters.json"
-    hit = cached(cache, signature)
-    if hit is not None:
-        return hit, True
-    result = {"signature": signature, "run": run.key, **filter_analysis(ftn.load(run.model_path).eval())}
-    write_json(cache, result)
-    return result, False
-
-
-def complexity(recipe: Recipe) -> tuple[dict[str, Any], bool]:
-    """Table 4 for the paper's setting (recipe ``complexity``) and for the network trained here."""
-    from ftn.eval.complexity import table4
-
-    spec = recipe.complexity
-    trained = dict(recipe.raw.get("train", {}).get("arch_options") or {})
-    arch = recipe.raw.get("train", {}).get("arch", "adafm_net")
-    signature = {"paper_setting": spec, "trained": {"arch": arch, "arch_options": trained, "size": spec.get("size", 256)},
-                 "torch": torch.__version__.split("+")[0], "version": EVAL_VERSION}
-    cache = recipe.runs_dir / "complexity.json"
-    hit = cached(cache, signature)
-    if hit is not None:
-        return hit, True
-    t0 = time.perf_counter()
-    paper_rows = table4(spec.get("arch", "adafm_net"), int(spec.get("size", 256)), spec.get("arch_options"))
-    ours_rows = table4(arch, int(spec.get("size", 256)), trained)
-    result = {"signature": signature, "paper_setting": [dataclasses.asdict(r) for r in paper_rows],
-              "trained": [dataclasses.asdict(r) for r in ours_rows], "wall_s": round(time.perf_counter() - t0, 1)}
-    recipe.runs_dir.mkdir(parents=True, exist_ok=True)
-    write_json(cache, result)
-    return result, False
-
-
-# -- images and plots -----------------------------------------------------------------------------
-
-
-def _hstack(images: Sequence[np.ndarray], gap: int = 2) -> np.ndarray:
-    h = max(i.shape[0] for i in images)
-    parts = []
-    for k, im in enumerate(images):
-        if im.shape[0] < h:
-            im = np.pad(im, ((0, h - im.shape[0]), (0, 0), (0, 0)), constant_values=255)
-        parts.append(im)
-        if k < len(images) - 1:
-            parts.append(np.full((h, gap, im.shape[2]), 255, np.uint8))
-    return np.concatenate(parts, axis=1)
-
-
-def _save_png(array: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array.astype(np.uint8)).save(path)
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
 
 def crops_figure(recipe: Recipe, strips: dict[str, Path], data: EvalData, path: Path) -> None:
     """Rows: clean | degraded | one strip per method at the strip alphas, with labels (Pillow only)."""
@@ -567,7 +41,7 @@ def crops_figure(recipe: Recipe, strips: dict[str, Path], data: EvalData, path: 
     cfg = recipe.smooth
     _, degraded, clean = data.items(cfg["task"], cfg["level"], limit=int(cfg["images"]))[0]
     size = int(cfg["strip_crop"])
-    head = _hstack([to_uint8(_crop(clean, size)).astype(np.uint8), to_uint8(_crop(degraded.clamp(0, 1), size)).astype(np.uint8)])
+    head = hstack([to_uint8(centre_crop(clean, size)).astype(np.uint8), to_uint8(centre_crop(degraded.clamp(0, 1), size)).astype(np.uint8)])
     rows = [("clean | input", head)] + [(label, np.asarray(Image.open(p).convert("RGB"))) for label, p in strips.items()]
     label_w, pad = 110, 4
     alphas = ", ".join(f"{a:g}" for a in cfg["strip_alphas"])
@@ -585,6 +59,7 @@ def crops_figure(recipe: Recipe, strips: dict[str, Path], data: EvalData, path: 
         y += row.shape[0] + pad
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
+
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -605,9 +80,14 @@ def _mark(level: float, seen: Sequence[float]) -> str:
 
 
 class Report:
+    """The sections of one study's report, from its cached evaluations (per run key) and model infos
+    (:func:`~benchmarks.reproduce.evaluation.model_info`); each section method returns markdown and
+    adds its agreements and differences with the paper to ``findings``."""
+
     def __init__(self, recipe: Recipe, evals: dict[str, dict], smooths: dict[str, dict], filters: dict[str, dict],
-                 comp: dict[str, Any] | None, out: Path) -> None:
+                 comp: dict[str, Any] | None, out: Path, infos: dict[str, dict] | None = None) -> None:
         self.recipe, self.evals, self.smooths, self.filters, self.comp, self.out = recipe, evals, smooths, filters, comp, out
+        self.infos = infos or {}
         self.findings: list[str] = []
         self.plots: list[str] = []
 
@@ -638,7 +118,7 @@ class Report:
         return "\n".join([
             f"# Reproducing the paper's evidence — recipe `{r.name}`",
             "",
-            f"Every number below is produced by `python benchmarks/reproduce.py --recipe {_rel(r.path)}` "
+            f"Every number below is produced by `python -m benchmarks.reproduce --recipe {rel(r.path)}` "
             f"(runs and cached evaluations under `{r.runs_dir}`); the paper's numbers, typed from "
             "`../shared/paper/ftn-paper.txt`, stand beside ours with the table they come from.",
             "",
@@ -660,38 +140,38 @@ class Report:
         rows, total, machines = [], 0.0, {}
         base_params = None
         for run in runs:
-            if not run.model_path.is_file():
+            info = self.infos.get(run.key)
+            if info is None:
                 rows.append([run.key, run.stage, _method_label(run), _levels_label(run), str(run.config.iterations),
                              "not trained yet", "—", "—"])
                 continue
-            meta = read_metadata(run.model_path)
-            training = meta.get("training") or {}
+            training = info["training"]
             wall = float(training.get("wall_time_s") or 0.0)
             total += wall
             machine = training.get("machine") or {}
             mkey = f"{machine.get('cpu', '?')}, {machine.get('threads', '?')} thread(s), torch {machine.get('torch', '?')}, {machine.get('device', '?')}"
             machines[mkey] = machines.get(mkey, 0) + 1
-            params = _param_counts(run.model_path)
+            params = info["parameters"]["base"], info["parameters"]["trained"]
             if run.name == "base" and base_params is None:
                 base_params = params[0]
             rows.append([run.key, run.stage, _method_label(run), _levels_label(run), str(training.get("iterations", "?")),
-                         _duration(wall), f"{params[1]:,}", mkey])
+                         duration(wall), f"{params[1]:,}", mkey])
         cfg = runs[0].config
         arch = f"`{cfg.arch}` {json.dumps(cfg.arch_options)}"
         lines.append(
             f"Network: {arch}" + (f", {base_params:,} parameters" if base_params else "")
             + f". Training: patches {cfg.patch_size} px, batch {cfg.batch_size}, Adam lr {cfg.lr:g} ({cfg.scheduler}), "
             f"L1 loss, data `{cfg.train_data}`. Stage 2 trains only the tuner at alpha = 1 on level 2, from the shared "
-            f"stage-1 base of its task. Total training wall time {_duration(total)} over {sum(1 for r in runs if r.model_path.is_file())} "
+            f"stage-1 base of its task. Total training wall time {duration(total)} over {sum(1 for r in runs if r.key in self.infos)} "
             f"of {len(runs)} runs (each run's own `training` metadata)."
         )
         eval_s = sum(float(e.get("wall_s") or 0) for e in [*self.evals.values(), *self.smooths.values()])
         eval_s += float((self.comp or {}).get("wall_s") or 0)
-        lines[-1] += (f" Evaluation (done once, then cached): {_duration(eval_s)}, on the machine that ran it; "
+        lines[-1] += (f" Evaluation (done once, then cached): {duration(eval_s)}, on the machine that ran it; "
                       "the report itself is rebuilt from the caches in seconds.")
         lines += ["", "Machine(s): " + "; ".join(f"{k} ({v} runs)" for k, v in machines.items()) if machines else "Machine(s): —", ""]
         lines.append(table(["run", "stage", "method", "levels", "iterations", "wall time", "parameters trained", "machine"], rows))
-        missing = [r.key for r in runs if not r.model_path.is_file()]
+        missing = [r.key for r in runs if r.key not in self.infos]
         if missing:
             lines += ["", f"**Incomplete study**: {len(missing)} run(s) not trained yet ({', '.join(missing)}); their cells are `—`."]
         return "\n".join(lines)
@@ -1132,13 +612,6 @@ def _slug(label: str) -> str:
     return "".join(c.lower() if c.isalnum() else "-" for c in label).strip("-").replace("--", "-")
 
 
-def _rel(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
 def _method_label(run: Run) -> str:
     if run.stage == "base":
         return "—"
@@ -1153,30 +626,24 @@ def _levels_label(run: Run) -> str:
     return f"{run.levels[0]:g} -> {run.levels[1]:g}" if run.levels else f"{run.level:g}"
 
 
-def _param_counts(path: Path) -> tuple[int, int]:
-    """(base network parameters, parameters this run trained) from the model file."""
-    model = ftn.load(path)
-    total = sum(p.numel() for p in model.parameters())
-    if isinstance(model, ftn.TunableModel):
-        tuner = sum(p.numel() for p in model.tuner_parameters())
-        return total - tuner, tuner
-    return total, total
-
-
-# -- main -----------------------------------------------------------------------------------------
+# -- building ------------------------------------------------------------------------------------
 
 
 def build_report(recipe: Recipe, out: Path, *, progress: bool) -> tuple[str, dict[str, int]]:
+    """The markdown of sections 1-8 and the findings for ``recipe`` (figures written to ``out``), and how many
+    evaluations ran / came from the caches. Every trained run counts (weight or manifest line)."""
     data = EvalData(recipe)
     counts = {"evaluated": 0, "cached": 0}
 
     def note(cached: bool) -> None:
         counts["cached" if cached else "evaluated"] += 1
 
-    evals, smooths, filters, strips = {}, {}, {}, {}
+    evals, smooths, filters, strips, infos = {}, {}, {}, {}, {}
     smooth_runs = {run for _, run in TABLE2_ROWS}
-    ready = [r for r in recipe.runs if r.model_path.is_file()]
+    ready = [r for r in recipe.runs if r.trained]
     for i, run in enumerate(ready):
+        infos[run.key], cached = model_info(run)
+        note(cached)
         result, cached = evaluate_run(recipe, run, data)
         evals[run.key] = result
         note(cached)
@@ -1198,7 +665,7 @@ def build_report(recipe: Recipe, out: Path, *, progress: bool) -> tuple[str, dic
     # keep the order of TABLE2_ROWS in the strips
     strips = {label: strips[label] for label, _ in TABLE2_ROWS if label in strips}
     out.mkdir(parents=True, exist_ok=True)
-    report = Report(recipe, evals, smooths, filters, comp, out)
+    report = Report(recipe, evals, smooths, filters, comp, out, infos)
     sections = [report.header(), report.budget(), report.table2(), report.table1(), report.table3(), report.fig5(),
                 report.fig6(), report.smoothness(strips, data), report.table4()]
     compare = recipe.raw.get("compare_with")
@@ -1206,72 +673,9 @@ def build_report(recipe: Recipe, out: Path, *, progress: bool) -> tuple[str, dic
         other = load_recipe(Path(compare))
         other_evals, other_data = {}, EvalData(other)
         for run in other.runs:
-            if run.model_path.is_file():
+            if run.trained:
                 other_evals[run.key], cached = evaluate_run(other, run, other_data)
                 note(cached)
         sections.append(report.budget_check(Report(other, other_evals, {}, {}, None, other.out), compare))
     sections.append(report.findings_section())
     return "\n\n".join(sections).rstrip() + "\n", counts
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", required=True, type=Path, action="append",
-                        help="e.g. configs/reproduce/mini.yaml; repeat it to put several studies in one results.md "
-                             "(restoration first, then configs/reproduce/perceptual.yaml)")
-    parser.add_argument("--out", type=Path, default=None, help="report folder (default: the first recipe's `out`, else docs)")
-    parser.add_argument("--only-report", action="store_true", help="train nothing; report from the runs that exist")
-    parser.add_argument("--only-train", action="store_true", help="train, then stop without evaluating")
-    parser.add_argument("--stop-after", type=float, default=None, metavar="MIN",
-                        help="start no new training run after MIN minutes (a run in progress finishes)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a recipe key, e.g. --set runs_dir=/tmp/runs --set eval.limit=5 (repeatable)")
-    parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
-                        help="train only the runs whose key matches, e.g. 'dejpeg/*' or 'denoise/ftn*' (repeatable; "
-                             "lets separate processes share one GPU)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-
-    recipe_paths = [p.resolve() for p in args.recipe]
-    out_arg = args.out.resolve() if args.out is not None else None
-    os.chdir(ROOT)  # recipe paths are relative to the repository root
-    recipes = [load_recipe(p, args.overrides) for p in recipe_paths]
-    if args.only and not any(select_runs(r.runs, args.only) for r in recipes):
-        keys = ", ".join(run.key for r in recipes for run in r.runs)
-        raise SystemExit(f"reproduce: --only {' '.join(args.only)} matches no run; runs: {keys}")
-    out = out_arg or recipes[0].out
-    if recipes[0].threads:
-        torch.set_num_threads(int(recipes[0].threads))
-    progress = not args.no_progress and sys.stderr.isatty()
-    t0 = time.perf_counter()
-    trained = 0
-    if not args.only_report:
-        for recipe in recipes:
-            trained += train_all(recipe, progress=progress, only=args.only,
-                                 stop_after_s=None if args.stop_after is None else 60 * args.stop_after)
-    if args.only_train:
-        print(f"reproduce: trained {trained} run(s) in {_duration(time.perf_counter() - t0)}")
-        return 0
-    from reproduce_perceptual import build_perceptual_sections, is_perceptual
-
-    out.mkdir(parents=True, exist_ok=True)
-    texts, counts = [], {"evaluated": 0, "cached": 0}
-    for recipe in recipes:
-        if is_perceptual(recipe):
-            text, c, _ = build_perceptual_sections(recipe, out, progress=not args.no_progress)
-            text = (f"Sections below: `--recipe {_rel(recipe.path)}` (runs under `{recipe.runs_dir}`).\n\n" + text)
-        else:
-            text, c = build_report(recipe, out, progress=not args.no_progress)
-        texts.append(text.rstrip())
-        counts = {k: counts[k] + c[k] for k in counts}
-    if len(recipes) > 1:
-        command = "python benchmarks/reproduce.py " + " ".join(f"--recipe {_rel(r.path)}" for r in recipes)
-        texts[0] = texts[0].replace("\n", f"\n\nThis document: `{command}` (the studies one after another).\n", 1)
-    (out / "results.md").write_text("\n\n".join(texts) + "\n")
-    print(f"reproduce: trained {trained} run(s), evaluated {counts['evaluated']} item(s) "
-          f"(cached {counts['cached']}), wrote {out / 'results.md'} in {_duration(time.perf_counter() - t0)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
