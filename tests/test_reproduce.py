@@ -172,7 +172,7 @@ def test_tiny_reproduce_end_to_end(tmp_path: Path) -> None:
     assert len(message) == 1, refused.stderr[-2000:]
     assert "denoise/ftn" in message[0] and "is absent" in message[0]
     assert message[0].endswith(f"retrain with: python -m benchmarks.reproduce --recipe {TINY.relative_to(ROOT)} "
-                               "--only 'denoise/ftn'"), message[0]
+                               "--only 'denoise/base' --only 'denoise/ftn'"), message[0]  # its base is absent too
     (tmp_path / "eval.json").rename(runs / "denoise" / "ftn" / "eval.json")
     _move_weights(stash, runs)
 

@@ -33,6 +33,7 @@ import ftn
 from benchmarks.reproduce.cache import cached
 from benchmarks.reproduce.evaluation import model_info
 from benchmarks.reproduce.manifest import model_sha256, require_weight
+from benchmarks.reproduce.recipe import retrain_command
 from ftn.data.datasets import EvalSet
 from ftn.eval.analysis import alpha_path, largest_drift
 from ftn.eval.metrics import psnr, ssim, to_uint8
@@ -298,8 +299,10 @@ def _weights_here(runs: list[Any], figure: Path) -> bool:
     absent = [r for r in runs if not r.model_path.is_file()]
     if absent:
         state = "kept as it is" if figure.is_file() else "not drawn"
-        print(f"reproduce: {figure.name} {state}: the weight of {absent[0].key} is absent; "
-              f"retrain with: {absent[0].retrain_command}", file=sys.stderr, flush=True)
+        which = f"the weight of {absent[0].key} is" if len(absent) == 1 else \
+            f"the weights of {', '.join(r.key for r in absent)} are"
+        print(f"reproduce: {figure.name} {state}: {which} absent; retrain with: {retrain_command(absent)}",
+              file=sys.stderr, flush=True)
     return not absent
 
 

@@ -51,8 +51,8 @@ class Run:
 
     @property
     def retrain_command(self) -> str:
-        """The one command that trains this run again (``--only`` retrains a selected run whose weight is absent)."""
-        return f"python -m benchmarks.reproduce --recipe {rel(self.recipe_path)} --only '{self.key}'"
+        """The one command that trains this run again (:func:`retrain_command`)."""
+        return retrain_command([self])
 
     @property
     def model_path(self) -> Path:
@@ -81,6 +81,18 @@ class Recipe:
 
     def run(self, task: str, name: str) -> Run | None:
         return next((r for r in self.runs if r.task == task and r.name == name), None)
+
+
+def retrain_command(runs: Sequence[Run]) -> str:
+    """The one command that trains ``runs`` (of one recipe) again: ``--only`` retrains a selected run whose
+    weight file is absent, and a tuner run's stage-1 base is selected too when its weight is absent as well."""
+    keys: list[str] = []
+    for run in runs:
+        if run.stage == "tuner" and not Path(run.config.base or "").is_file():
+            keys.append(f"{run.task}/base")
+        keys.append(run.key)
+    only = " ".join(f"--only '{key}'" for key in dict.fromkeys(keys))
+    return f"python -m benchmarks.reproduce --recipe {rel(runs[0].recipe_path)} {only}"
 
 
 def rel(path: Path) -> str:
