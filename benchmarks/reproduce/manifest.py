@@ -15,8 +15,9 @@ weights that are absent: they are the evidence once the files are gone. Checkpoi
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from benchmarks.reproduce.cache import sha256_file
 

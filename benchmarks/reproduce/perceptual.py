@@ -124,8 +124,8 @@ def evaluate_sr_run(recipe: Any, run: Any, data: SRData) -> tuple[dict[str, Any]
 
 def reference_niqe(data: SRData, crop: int) -> dict[str, float]:
     """Mean NIQE of the ground truth and of MATLAB-bicubic up-sampling: where "natural" lies."""
-    from ftn.imageops import imresize
     from ftn.eval.niqe import niqe
+    from ftn.imageops import imresize
 
     hrs = [hr for _, _, hr in data.items]
     bicubic = [imresize(lr, data.task.scale).clamp(0, 1) for _, lr, _ in data.items]

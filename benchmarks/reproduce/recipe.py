@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
+from benchmarks.reproduce.manifest import find_entry
 from ftn.tasks import get_task
 from ftn.train.config import TrainConfig, parse_override, validate_config
-
-from benchmarks.reproduce.manifest import find_entry
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,15 +7,16 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 import ftn
-from benchmarks.reproduce.evaluation import (EvalData, complexity, evaluate_run, filters_run, model_info,
-                                             smooth_run)
-from benchmarks.reproduce.figures import centre_crop, hstack, plt as _plt
+from benchmarks.reproduce.evaluation import EvalData, complexity, evaluate_run, filters_run, model_info, smooth_run
+from benchmarks.reproduce.figures import centre_crop, hstack
+from benchmarks.reproduce.figures import plt as _plt
 from benchmarks.reproduce.paper import load_paper
 from benchmarks.reproduce.recipe import Recipe, Run, load_recipe, rel
 from benchmarks.reproduce.training import duration
@@ -554,7 +555,7 @@ class Report:
                 "above tune every conv, the default of `ftn.attach`)."]
         return "\n".join(out)
 
-    def budget_check(self, other: "Report", path: str) -> str:
+    def budget_check(self, other: Report, path: str) -> str:
         """The same tables' key numbers from a study that differs only in its budget (``compare_with``)."""
         mine = self.recipe.raw.get("tuner", {}).get("iterations")
         theirs = other.recipe.raw.get("tuner", {}).get("iterations")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from benchmarks.reproduce.manifest import record_weights
 from benchmarks.reproduce.recipe import Recipe, Run, select_runs
