@@ -147,7 +147,7 @@ def retrain_variant(run: Path) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gan_ablation", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--runs", type=Path, default=ROOT / "reproduce/runs/gan-ablation")
     parser.add_argument("--recipe", type=Path, default=ROOT / "configs/reproduce/perceptual.yaml")
     parser.add_argument("--task", default="sr-cfsnet")

@@ -32,6 +32,7 @@ import torch
 import ftn
 from benchmarks.reproduce.cache import cached
 from benchmarks.reproduce.evaluation import model_info
+from benchmarks.reproduce.figures import plt as _plt
 from benchmarks.reproduce.manifest import model_sha256, require_weight
 from benchmarks.reproduce.recipe import retrain_command
 from ftn.data.datasets import EvalSet
@@ -276,15 +277,6 @@ def per_pixel_figure(model_path: Path, image: torch.Tensor, out: Path, title: st
 
 
 # -- the report ----------------------------------------------------------------------------------------
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
