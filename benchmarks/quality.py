@@ -24,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-import ftn
 from tqdm import tqdm
 
+import ftn
 from ftn.eval.sweep import sweep
 from ftn.models import resolve
 from ftn.tasks import get_task
@@ -142,7 +141,7 @@ def plot_curves(name: str, ev: dict, path: Path) -> None:
 
     task = ev["task"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (level, inp, ca, cp, ba, bp) in ev["rows"]:
+    for (level, _inp, ca, cp, ba, bp) in ev["rows"]:
         pts = ev["curves"][f"{level:g}"]
         line, = ax.plot([a for a, _ in pts], [v for _, v in pts], marker=".", label=task.label(level))
         ax.plot([ba], [bp], marker="*", ms=11, color=line.get_color())
@@ -175,7 +174,7 @@ def to_markdown(evaluations: list[tuple[str, dict]], limit: int | None) -> str:
         training = meta.get("training", {})
         recipe = meta.get("recipe", {})
         paper = PAPER.get(task.name, {})
-        out += [f"## `{name}`: {task.name}, {' -> '.join(task.label(float(l[task.level_name])) for l in meta['levels'])}", ""]
+        out += [f"## `{name}`: {task.name}, {' -> '.join(task.label(float(end[task.level_name])) for end in meta['levels'])}", ""]
         out.append(
             f"Network: {meta.get('arch', recipe.get('arch', '?'))} {recipe.get('arch_options', '')}, method "
             f"{recipe.get('method', 'ftn')} {recipe.get('method_options', '')}. Training budget: {training.get('budget', 'see metadata')}."
@@ -195,7 +194,7 @@ def to_markdown(evaluations: list[tuple[str, dict]], limit: int | None) -> str:
         for level, inp, ca, cp, ba, bp in ev["rows"]:
             unseen = "" if level in (l1, l2) else "*"
             line = f"| {level:g}{unseen} | {inp:.2f} | {ca:.2f} | {cp:.2f} | {ba:.2f} | {bp:.2f} |" if ca is not None else f"| {level:g}{unseen} | {inp:.2f} | - | - | {ba:.2f} | {bp:.2f} |"
-            for row_name, values in paper.items():
+            for values in paper.values():
                 line += f" {values[int(level)]:.2f} |" if int(level) in values else " - |"
             out.append(line)
         out += ["", "\\* unseen level (between the two trained levels).", "", f"![PSNR against alpha](quality-{name}.png)", ""]

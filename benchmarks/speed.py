@@ -20,8 +20,8 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -104,7 +104,7 @@ def measure(arch: str, arch_size: str, size: int, repeats: int, variants: list[s
         for fn in runs.values():
             fn()
         plain_ops = aten_ops(base, x)
-        same_ops = {key: aten_ops(lambda _: fn(), x) == plain_ops for key, fn in runs.items() if key.endswith("|alpha")}
+        same_ops = {key: aten_ops(lambda _, fn=fn: fn(), x) == plain_ops for key, fn in runs.items() if key.endswith("|alpha")}
 
     plain_times: list[float] = []
     ratios: dict[str, list[float]] = {k: [] for k in runs}

@@ -22,8 +22,8 @@ from ftn.app.controls import (  # noqa: E402
 )
 from ftn.app.engine import AutoUnavailable, ModelCache, auto_alpha, save_result, to_display  # noqa: E402
 from ftn.app.uploads import UploadLimits, UploadRejected, check_upload, load_upload  # noqa: E402
-from ftn.levels import level_to_alpha  # noqa: E402
 from ftn.io import read_metadata  # noqa: E402
+from ftn.levels import level_to_alpha  # noqa: E402
 
 DENOISE = {"task": "denoise", "levels": [{"sigma": 20}, {"sigma": 80}],
            "calibration": {"level_name": "sigma", "levels": [20, 50, 80], "alphas": [0.0, 0.6, 1.0]}}

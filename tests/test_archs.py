@@ -14,6 +14,7 @@ import torch
 import ftn.archs as archs
 from ftn.archs import ARCHS, AdaFMNet, CFSNet, ResUNet, RRDBNet, TransformNet, build_arch
 
+
 @pytest.fixture(autouse=True)
 def _no_grad_one_thread() -> Iterator[None]:
     # Scoped to each test so nothing leaks into other test files. One thread: the inputs are

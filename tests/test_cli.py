@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import ftn
 from ftn.cli import main
 

@@ -65,8 +65,8 @@ def test_feather_weights_cover_every_pixel(feather):
     plan = TilePlan(70, 90, 32, 12, 2)
     total = torch.zeros(70 * 2, 90 * 2)
     for box in plan.boxes():
-        t, l, b, r = box
-        total[t * 2:b * 2, l * 2:r * 2] += feather_weights(plan, box, feather, scale=2)
+        top, left, bottom, right = box
+        total[top * 2:bottom * 2, left * 2:right * 2] += feather_weights(plan, box, feather, scale=2)
     assert total.min() > 0
 
 
@@ -84,7 +84,7 @@ def test_tiled_equals_untiled_where_overlap_exceeds_receptive_field(method, opti
         with torch.inference_mode():
             whole = model(x, alpha=alpha)
             # radius 3 (6 with AdaFM's 3x3 depth-wise convs) <= (overlap - feather) / 2 = (24 - 8) / 2
-            tiled = tiled_forward(lambda t, a: model(t, alpha=alpha if a is None else a), x, tile=40, overlap=24,
+            tiled = tiled_forward(lambda t, a, alpha=alpha: model(t, alpha=alpha if a is None else a), x, tile=40, overlap=24,
                                   feather=8, scale=scale, alpha_map=alpha if isinstance(alpha, torch.Tensor) else None)
         assert tiled.shape == whole.shape
         torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=0)

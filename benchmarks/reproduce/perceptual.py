@@ -203,7 +203,7 @@ def evaluate_style_run(recipe: Any, run: Any, content: list[tuple[str, torch.Ten
             y = model(x[None].to(device), alpha=a).clamp(0, 1)
         with torch.no_grad():
             entry: dict[str, Any] = {"alpha": a}
-            for i, (lv, objective) in enumerate(objectives.items()):
+            for i, objective in enumerate(objectives.values()):
                 _, parts = objective(y, x[None].to(device))
                 entry[f"style_loss_level{i + 1}"] = parts["style"]
                 entry["content_loss"] = parts["content"]

@@ -196,7 +196,7 @@ class Report:
                 header += [f"paper {_mark(v, [l1, l2])}" for v in paper_levels]
             rows = []
 
-            def inp(level: float) -> str:
+            def inp(level: float, task: str = task) -> str:
                 e = self.level(task, "base", level)
                 return f2(e["input_psnr"]) if e else "—"
 
@@ -242,7 +242,7 @@ class Report:
                 out.append(f"Paper: {PAPER['table2']['dejpeg']}.")
             checks = []
             base1 = self.best(task, "base", l1)
-            for label, run in TABLE2_ROWS:
+            for _label, run in TABLE2_ROWS:
                 e = self.ev(task, run)
                 if e is not None and base1 is not None:
                     checks.append(abs(e["alpha0_level1_psnr"] - base1))

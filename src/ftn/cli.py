@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 __all__ = ["main"]
 
@@ -65,7 +65,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         key = f"{level:g}"
         print(f"{task.label(level):>12} {inp:8.2f} {result.best_alpha[key]:10.2f} {result.best_psnr[key]:10.2f}")
     calibration = calibrate(result)
-    print("calibration (level -> alpha):", ", ".join(f"{l:g} -> {a:.2f}" for l, a in zip(calibration["levels"], calibration["alphas"])))
+    print("calibration (level -> alpha):", ", ".join(f"{lv:g} -> {a:.2f}" for lv, a in zip(calibration["levels"], calibration["alphas"])))
     if args.calibrate:
         model.metadata = with_calibration(meta, calibration)
         save(model, args.model)

@@ -16,13 +16,12 @@ unless the caller opts in with ``allow_extrapolation=True``.
 from __future__ import annotations
 
 import math
-from typing import Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-AlphaLike = Union[float, int, Tensor]
+AlphaLike = float | int | Tensor
 
 __all__ = ["AlphaLike", "Control", "check_alpha", "resize_map"]
 

@@ -115,7 +115,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
 
     def on_run(
         path: str | None, editor: dict | None, name: str | None, local: str | None, alpha: float,
-        mode: str, direction: str, start: float, end: float, progress: gr.Progress = gr.Progress(),
+        mode: str, direction: str, start: float, end: float, progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio finds its progress tracker by this default)
     ) -> tuple[Any, str, str]:
         progress(0.0, desc="loading")
         image = loaded(path)

@@ -27,7 +27,8 @@ does, on RGB with no border crop.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -215,7 +216,7 @@ def alpha_path(
     path: list[dict[str, Any]] = []
     for alpha in alphas:
         shifts, rmses, ssims, psnrs, outputs = [], [], [], [], []
-        for x, y, ref in zip(xs, ys, refs):
+        for x, ref in zip(xs, refs):
             out = _run(model, x, alpha)
             if keep_outputs:
                 outputs.append(out)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 
@@ -69,7 +69,7 @@ class SweepResult:
         return [out / "sweep.json", out / "sweep.csv"]
 
     @classmethod
-    def read(cls, path: str | os.PathLike) -> "SweepResult":
+    def read(cls, path: str | os.PathLike) -> SweepResult:
         return cls(**json.loads(Path(path).read_text()))
 
 

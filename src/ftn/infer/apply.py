@@ -6,7 +6,7 @@ calibration) lives in :mod:`ftn.levels`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn

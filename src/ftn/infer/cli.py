@@ -22,9 +22,10 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -374,7 +375,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--tile-overlap must be a whole number >= 0, got {args.tile_overlap!r}")
     if isinstance(tile, int) and tile and tile <= overlap:
         raise UsageError(f"--tile {tile} must be larger than --tile-overlap {int(overlap)}")
-    if args.report and not Path(args.report).suffix.lower() in (".json", ".csv"):
+    if args.report and Path(args.report).suffix.lower() not in (".json", ".csv"):
         raise UsageError(f"--report must end in .json or .csv, got {args.report!r}")
 
     src = Path(args.input)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -72,7 +72,7 @@ class TilePlan:
 
     def boxes(self) -> list[tuple[int, int, int, int]]:
         """``(top, left, bottom, right)`` of every tile, row by row."""
-        return [(t, l, b, r) for t, b in self.rows for l, r in self.cols]
+        return [(top, left, bottom, right) for top, bottom in self.rows for left, right in self.cols]
 
 
 def _ramp(length: int, start_cut: int, end_cut: int, feather: int) -> Tensor:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -54,7 +55,7 @@ class MethodSpec:
 
     name: str
     config_class: type  # a dataclass of the method's options
-    make_layer: Callable[[nn.Module, Any], "TunableLayer"]  # (target module, config) -> layer
+    make_layer: Callable[[nn.Module, Any], TunableLayer]  # (target module, config) -> layer
     default_targets: str  # "conv" (every nn.Conv2d), "blocks" (model.block_pattern), "tensors"
     capabilities: Callable[[Any], Capabilities]  # config -> capabilities
     summary: str
@@ -118,8 +119,7 @@ class TunableLayer(nn.Module):
 
     def tuner_parameters(self) -> Iterator[nn.Parameter]:
         """This layer's own tuner parameters (not those of nested layers or of the base)."""
-        for name, param in self.named_parameters(recurse=False):
-            yield param
+        yield from self.parameters(recurse=False)
         for name, child in self.named_children():
             if name != "base":
                 yield from child.parameters()
@@ -291,14 +291,14 @@ class TunableModel(nn.Module):
             if isinstance(module, TunableLayer):
                 yield name, module
 
-    def set_alpha(self, alpha: AlphaLike) -> "TunableModel":
+    def set_alpha(self, alpha: AlphaLike) -> TunableModel:
         """Set the level for the following forwards: a float, a (B,) tensor or a (B, 1, H, W) map."""
         self._check_kind(alpha)
         self.control.set(alpha)
         return self
 
     @contextmanager
-    def alpha(self, alpha: AlphaLike) -> Iterator["TunableModel"]:
+    def alpha(self, alpha: AlphaLike) -> Iterator[TunableModel]:
         """Run a block at another alpha, restoring the previous one afterwards."""
         previous = self.control.value
         self.set_alpha(alpha)
@@ -329,7 +329,7 @@ class TunableModel(nn.Module):
         tuner = {id(p) for p in self.tuner_parameters()}
         return [p for p in self.parameters() if id(p) not in tuner]
 
-    def freeze_base(self) -> "TunableModel":
+    def freeze_base(self) -> TunableModel:
         """Stage 2 set-up: base parameters frozen, tuner parameters trainable."""
         for p in self.base_parameters():
             p.requires_grad_(False)

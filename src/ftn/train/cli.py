@@ -13,7 +13,8 @@ import argparse
 import math
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["add_parser", "main"]
 
