@@ -1,10 +1,18 @@
 """Train, calibrate and install the models shipped in src/ftn/models (resumable, step by step).
 
-    python scripts/ship_models.py                 # both tasks
-    python scripts/ship_models.py --tasks denoise --threads 1
+    python scripts/ship_models.py                 # both tasks, the long photo-true recipes of configs/ship/
+    python scripts/ship_models.py --tasks denoise --threads 1 --stop-after 60    # one hour of it, then pause
+    python scripts/ship_models.py --set device=cuda --set batch_size=64 --set amp=true --stop-after 8 --pack $OUT
+    python scripts/ship_models.py --configs configs --tasks denoise               # the 20-minute recipes
     python scripts/ship_models.py --from-run reproduce/runs/perceptual/sr-rrdb/ftn --name sr-pd-x4
 
-For each task: stage 1 (configs/<task>-base.yaml), stage 2 (configs/<task>-ftn16.yaml), an alpha sweep
+**A long run in legs.** ``--stop-after MIN`` bounds one call: the stage in progress pauses at a
+checkpoint when the time is up, and the same command continues it later (on another day or machine).
+``--set`` changes what may differ between legs (``device``, ``batch_size``, ``amp``, ``threads``): a
+lent GPU runs the same recipe with a larger batch and bf16 autocast. ``--pack DIR`` copies each
+stage's checkpoint (a few MB) into DIR under its repository path, to bring a GPU leg back.
+
+For each task: stage 1 (<configs>/<task>-base.yaml), stage 2 (<configs>/<task>-ftn16.yaml), an alpha sweep
 on Set14 (not a test set of the paper) whose best alphas become the model's level -> alpha
 calibration, then the model is copied to src/ftn/models/<task>.safetensors with the training budget
 of both stages in its metadata, and its sha256 and size go into src/ftn/models/MANIFEST.tsv
@@ -19,6 +27,7 @@ import argparse
 import hashlib
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import ftn
@@ -43,21 +52,54 @@ def record_shipped(target: Path) -> None:
     manifest.write_text("\n".join(lines) + "\n")
 
 
-def run_stage(config_path: str, threads: int | None) -> Path:
-    overrides = [f"threads={threads}"] if threads else []
+class Deadline:
+    """What is left of this call's ``--stop-after`` budget (None: no limit)."""
+
+    def __init__(self, minutes: float | None) -> None:
+        self.end = None if minutes is None else time.monotonic() + 60 * minutes
+
+    def left_s(self) -> float | None:
+        return None if self.end is None else max(0.0, self.end - time.monotonic())
+
+
+def run_stage(config_path: Path, overrides: list[str], deadline: Deadline) -> Path | None:
+    """Train (or resume) one stage; its model file, or None when the time ran out first (paused)."""
     config = load_config(config_path, overrides)
     model_path = Path(config.out_dir) / "model.safetensors"
     if model_path.is_file():
         print(f"{config.name}: done already ({model_path})")
         return model_path
+    left = deadline.left_s()
+    if left is not None and left < 1:
+        return None
     resume = (Path(config.out_dir) / "checkpoint.safetensors").is_file()
-    print(f"{config.name}: {'resuming' if resume else 'starting'}")
-    return train(config, resume=resume, progress=sys.stderr.isatty())
+    print(f"{config.name}: {'resuming' if resume else 'starting'}", flush=True)
+    result = train(config, resume=resume, progress=sys.stderr.isatty(), stop_after_s=left)
+    return result if result.name == "model.safetensors" else None
 
 
-def ship(task_name: str, threads: int | None) -> Path:
-    base_path = run_stage(f"configs/{task_name}-base.yaml", threads)
-    tuned_path = run_stage(f"configs/{task_name}-ftn16.yaml", threads)
+def pack(config_paths: list[Path], overrides: list[str], dest: Path) -> list[Path]:
+    """Copy each stage's checkpoint (and finished model) into ``dest`` under its repository path."""
+    copied = []
+    for config_path in config_paths:
+        out_dir = Path(load_config(config_path, overrides).out_dir)
+        for name in ("checkpoint.safetensors", "model.safetensors", "log.csv", "config.yaml"):
+            source = out_dir / name
+            if source.is_file():
+                target = dest / source.resolve().relative_to(Path.cwd().resolve())
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+                copied.append(target)
+    return copied
+
+
+def ship(task_name: str, configs: Path, overrides: list[str], deadline: Deadline, install: bool = True) -> Path | None:
+    """Both stages of ``task_name``, then calibration and installation; None when paused."""
+    base_path = run_stage(configs / f"{task_name}-base.yaml", overrides, deadline)
+    tuned_path = run_stage(configs / f"{task_name}-ftn16.yaml", overrides, deadline) if base_path else None
+    if tuned_path is None:
+        print(f"{task_name}: paused (time is up); run the same command to continue")
+        return None
     model = ftn.load(tuned_path).eval()
     meta = model.metadata
     task = get_task(meta["task"], **meta.get("task_options", {}))
@@ -73,12 +115,16 @@ def ship(task_name: str, threads: int | None) -> Path:
     stage2 = meta.get("training", {})
     budget = (
         f"stage 1 {stage1.get('iterations')} iterations in {stage1.get('wall_time_s', 0) / 60:.0f} min, "
-        f"stage 2 {stage2.get('iterations')} iterations in {stage2.get('wall_time_s', 0) / 60:.0f} min, "
-        f"batch {meta['recipe']['batch_size']} x {meta['recipe']['patch_size']} px patches of BSD432, on "
-        f"{stage2.get('machine', {}).get('cpu', '?')} ({stage2.get('machine', {}).get('threads', '?')} threads, CPU)"
+        f"stage 2 {stage2.get('iterations')} iterations in {stage2.get('wall_time_s', 0) / 60:.0f} min "
+        f"(training time over all legs), batch {meta['recipe']['batch_size']} x {meta['recipe']['patch_size']} px "
+        f"patches of BSD432, last leg on {stage2.get('machine', {}).get('cpu', '?')} "
+        f"({stage2.get('machine', {}).get('threads', '?')} threads)"
     )
     stage1_summary = {k: stage1.get(k) for k in ("iterations", "wall_time_s", "machine", "final_val_psnr")}
     ftn.save(model, tuned_path, calibration=calibrate(result), training={**stage2, "budget": budget, "stage1": stage1_summary})
+    if not install:
+        print(f"{task_name}: calibrated {tuned_path} (not installed); {budget}")
+        return tuned_path
     target = Path("src/ftn/models") / f"{task_name}.safetensors"
     shutil.copyfile(tuned_path, target)
     record_shipped(target)
@@ -120,7 +166,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", nargs="+", type=Path, default=None, metavar="MODEL",
                         help="only (re)write these shipped files' lines of src/ftn/models/MANIFEST.tsv")
     parser.add_argument("--tasks", nargs="+", default=["denoise", "dejpeg"])
+    parser.add_argument("--configs", type=Path, default=Path("configs/ship"),
+                        help="folder of <task>-base.yaml and <task>-ftn16.yaml (default: configs/ship, the long photo-true recipes)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for both stages (device, batch_size, amp, threads, ...; repeatable)")
+    parser.add_argument("--stop-after", type=float, default=None, metavar="MIN",
+                        help="pause the stage in progress after MIN minutes of this call (continue with the same command)")
+    parser.add_argument("--pack", type=Path, default=None, metavar="DIR",
+                        help="afterwards, copy the stages' checkpoints and models into DIR under their repository paths")
+    parser.add_argument("--no-install", action="store_true", help="calibrate but do not copy into src/ftn/models")
     parser.add_argument("--from-run", type=Path, default=None, help="ship this finished reproduce run instead")
     parser.add_argument("--name", default=None, help="the shipped name for --from-run")
     args = parser.parse_args(argv)
@@ -133,8 +188,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--from-run needs --name")
         ship_run(args.from_run, args.name)
         return 0
-    for task_name in args.tasks:
-        ship(task_name, args.threads)
+    overrides = ([f"threads={args.threads}"] if args.threads else []) + args.overrides
+    deadline = Deadline(args.stop_after)
+    try:
+        for task_name in args.tasks:
+            ship(task_name, args.configs, overrides, deadline, install=not args.no_install)
+    finally:
+        if args.pack is not None:
+            stages = [args.configs / f"{t}-{s}.yaml" for t in args.tasks for s in ("base", "ftn16")]
+            for path in pack(stages, overrides, args.pack):
+                print(f"packed {path}")
     return 0
 
 
