@@ -228,6 +228,9 @@ def test_a_gpu_leg_may_change_batch_and_amp_on_resume(data, tmp_path) -> None:
     state = read_state_dict(path)
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in state.values())
     assert [int(r["step"]) for r in read_log(tmp_path / "legs" / "log.csv")][-1] == 4
+    legs = read_metadata(path)["training"]["legs"]  # the budget per leg and device, in the model file
+    assert [(leg["steps"], leg["batch_size"], leg["amp"]) for leg in legs] == [([0, 2], 4, False), ([2, 4], 8, True)]
+    assert all(leg["seconds"] >= 0 and leg["device"].startswith("CPU") for leg in legs)
 
 
 def replace_config(config: TrainConfig, **changes) -> TrainConfig:

@@ -469,6 +469,18 @@ def _train(config: TrainConfig, procs: Processes, *, resume: bool, progress: boo
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - t0
 
+    # A long run may go on in legs on several machines: each leg's steps, seconds and machine are kept
+    # (in the checkpoint, then the model's metadata), so the budget of a run is known per device.
+    legs = list(extra.get("legs") or [])
+    hardware = machine_info(procs)
+
+    def record_leg(done: int) -> None:
+        extra["legs"] = legs + [{
+            "steps": [start_step, done], "seconds": round(time.perf_counter() - t0, 1),
+            "device": hardware.get("gpu") or f"CPU {hardware['cpu']} ({hardware['threads']} threads)",
+            "batch_size": config.batch_size, "amp": config.amp, "date": time.strftime("%Y-%m-%d"),
+        }]
+
     scores: dict[Any, float] = {}
     pause = False
     bar = tqdm(total=config.iterations, initial=start_step, desc=config.name, unit="it", dynamic_ncols=True,
@@ -519,6 +531,7 @@ def _train(config: TrainConfig, procs: Processes, *, resume: bool, progress: boo
                     row["loss_parts"] = " ".join(f"{k}={v:.4g}" for k, v in parts.items())
                 append_log(log_path, columns, row)
             if checkpoint_now:
+                record_leg(done)
                 save_checkpoint(checkpoint_path, model=model, optimizer=optimizer, scheduler=scheduler, step=done,
                                 elapsed_s=elapsed(), config=recipe, extra=extra,
                                 objective_state=objective.checkpoint_state())
