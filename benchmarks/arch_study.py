@@ -18,7 +18,8 @@ Protocol (issue [2/6], item 2):
 4. Validation PSNR on Set14 (5 images, photo-true noise) is logged during training: the PSNR
    against training time curve.
 
-Runs live in ``reproduce/runs/arch-study/<candidate>/`` (config, log; the weights stay out of git), and
+Runs live in ``reproduce/runs/arch-study/<candidate>/`` (config, log; the weights stay out of git, their
+sha256 in ``reproduce/runs/arch-study/MANIFEST.tsv``), and
 each finished candidate's numbers are cached in ``result.json`` beside it, so an interrupted study
 resumes where it stopped.
 """
@@ -40,6 +41,7 @@ import numpy as np
 import torch
 
 import ftn
+from benchmarks.reproduce.manifest import record_weights
 from ftn.data.datasets import EvalSet
 from ftn.eval.metrics import psnr
 from ftn.tasks import get_task
@@ -168,6 +170,8 @@ def run_candidate(candidate: Candidate, rate: float, minutes: float, threads: in
     t0 = time.perf_counter()
     model_path = train(config, resume=resume, progress=sys.stderr.isatty())
     wall = time.perf_counter() - t0
+    (out_dir / "checkpoint.safetensors").unlink(missing_ok=True)  # finished: the weight's manifest line is the evidence
+    record_weights(RUNS, [out_dir])
     network = ftn.load(model_path)  # a stage-1 file holds the plain network
     params = sum(p.numel() for p in network.parameters())
     out, inp = test_psnr(network, test_images)

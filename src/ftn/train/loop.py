@@ -525,7 +525,7 @@ def _train(config: TrainConfig, procs: Processes, *, resume: bool, progress: boo
                 scores = validate(model, eval_sets, config, procs.device)
                 row.update(val_columns(scores, levels))
                 say(f"step {done}: " + ", ".join(f"{task.label(lv)} {s:.2f} dB" for lv, s in scores.items()), procs)
-            if row or done % config.log_every == 0 or last:
+            if row or done % config.log_every == 0 or last or pause:
                 row.update(step=done, loss=f"{loss_value:.6g}", lr=f"{lr:.6g}", elapsed_s=f"{elapsed():.1f}")
                 if parts:
                     row["loss_parts"] = " ".join(f"{k}={v:.4g}" for k, v in parts.items())
