@@ -2,6 +2,7 @@
 next to the paper's Table 2, and the denoiser beside the classic tools (CBM3D measured side by side,
 FFDNet's published figures). Writes docs/quality.md and docs/quality-*.png.
 
+    pip install -e ".[bench]"                          # matplotlib and bm3d (CBM3D)
     python -m benchmarks.quality                       # both shipped models, full test sets, 10 images for CBM3D
     python -m benchmarks.quality --limit 5 --peer-images 2 --out -     # a quick look
     python -m benchmarks.quality --models denoise --out - & python -m benchmarks.quality --models dejpeg --out - ; wait
@@ -159,8 +160,10 @@ def evaluate(name: str, limit: int | None, cache_dir: Path, reuse: bool, setting
 def _cbm3d(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
     """CBM3D (PyPI ``bm3d``, the authors' profile 'np' in the opponent colour space) told the nominal sigma,
     as a user of the tool would run it on a noisy file."""
-    from bm3d import bm3d_rgb
-
+    try:
+        from bm3d import bm3d_rgb
+    except ImportError:
+        raise SystemExit("quality: CBM3D needs the bm3d package: pip install -e '.[bench]' (or --peer-images 0)") from None
     out = bm3d_rgb(noisy.permute(1, 2, 0).double().numpy(), sigma / 255.0)
     return torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1).float().clamp(0, 1)
 
