@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import ftn.archs as archs
-from ftn.archs import ARCHS, AdaFMNet, CFSNet, ResUNet, RRDBNet, TransformNet, build_arch
+from ftn.archs import ARCHS, AdaFMNet, CFSNet, DnCNN, ResUNet, RRDBNet, TransformNet, build_arch
 
 
 @pytest.fixture(autouse=True)
@@ -126,6 +126,7 @@ def test_mini_params() -> None:
         ("resunet", {}, 1),
         ("resunet", {"scales": 1}, 1),
         ("resunet", {"scales": 4, "image_skip": False}, 1),
+        ("dncnn", {"in_channels": 3, "out_channels": 3}, 1),
     ],
 )
 @pytest.mark.parametrize("hw", [(33, 47), (16, 20), (5, 3), (1, 2)])
@@ -207,6 +208,9 @@ def test_transform_net_output_not_clamped() -> None:
         (AdaFMNet("mini", blocks=2), 2),
         (ResUNet("mini"), 10),
         (ResUNet(), 28),
+        (DnCNN(), 15),
+        (DnCNN(depth=20), 18),
+        (DnCNN("mini"), 4),
     ],
     ids=lambda v: v if isinstance(v, int) else f"{type(v).__name__}-{v.arch_options['size']}",
 )
@@ -246,7 +250,7 @@ def test_transform_net_pytorch_examples_key_layout() -> None:
 
 
 def test_registry_names() -> None:
-    assert set(ARCHS) == {"adafm_net", "cfsnet", "resunet", "rrdbnet", "transform_net"}
+    assert set(ARCHS) == {"adafm_net", "cfsnet", "dncnn", "resunet", "rrdbnet", "transform_net"}
     for name, cls in ARCHS.items():
         assert cls.arch_name == name
         assert isinstance(cls.block_pattern, str)
@@ -309,6 +313,8 @@ def test_bad_option_values(name: str, options: dict) -> None:
         ("rrdbnet", {"size": "mini"}),
         ("transform_net", {"size": "mini"}),
         ("transform_net", {"blocks": 2}),
+        ("dncnn", {"size": "mini", "in_channels": 3, "out_channels": 3}),
+        ("dncnn", {"depth": 20}),
     ],
 )
 def test_arch_options_round_trip(name: str, options: dict) -> None:

@@ -243,14 +243,32 @@ def _rrdbnet_options(state: dict[str, Tensor]) -> dict[str, Any]:
     }
 
 
+def _dncnn_options(state: dict[str, Tensor]) -> dict[str, Any]:
+    """DnCNN hyper-parameters read from the keys of the common PyTorch port (``dncnn.N.weight``).
+
+    The depth is the number of conv kernels (17: DnCNN-S, 20: DnCNN-B); channels come from the first.
+    """
+    convs = sorted((int(k.split(".")[1]) for k, v in state.items() if k.endswith(".weight") and v.dim() == 4))
+    first, last = state[f"dncnn.{convs[0]}.weight"], state[f"dncnn.{convs[-1]}.weight"]
+    return {
+        "in_channels": first.shape[1],
+        "out_channels": last.shape[0],
+        "channels": first.shape[0],
+        "depth": len(convs),
+    }
+
+
 def load_base(path: str | os.PathLike, arch: str | None = None, **arch_options: Any) -> nn.Module:
     """Load a plain network from a common restoration checkpoint, ready for :func:`ftn.attach`.
 
     Reads safetensors, or ``.pth``/``.pt`` with ``torch.load(..., weights_only=True)`` only; unwraps
     ``params_ema`` / ``params`` / ``state_dict`` / ``model`` / ``net`` (``params_ema`` first, as
     BasicSR does) and strips ``module.`` prefixes. ``arch`` names an architecture of ``ftn.ARCHS``
-    built with ``arch_options``; without it, RRDBNet (ESRGAN, Real-ESRGAN) is recognised by its keys
-    and its sizes (channels, blocks, growth, scale) read from the tensors; options given override them::
+    built with ``arch_options``; without it, RRDBNet (ESRGAN, Real-ESRGAN) and DnCNN (the common
+    PyTorch port's ``dncnn.N.`` keys: DnCNN-S with 17 layers, DnCNN-B with 20) are recognised by their
+    keys and their sizes (channels, blocks, growth, scale, depth) read from the tensors; options given
+    override them. BatchNorm's ``num_batches_tracked`` counters, which older files lack, start at 0.
+    The network is returned in eval mode (BatchNorm uses its running statistics)::
 
         net = ftn.load_base("RealESRGAN_x4plus.pth")
         model = ftn.attach(net, "ftn")
@@ -266,6 +284,8 @@ def load_base(path: str | os.PathLike, arch: str | None = None, **arch_options: 
     is_rrdbnet = "conv_first.weight" in state and "body.0.rdb1.conv1.weight" in state
     if arch in (None, "rrdbnet") and is_rrdbnet:
         arch, arch_options = "rrdbnet", {**_rrdbnet_options(state), **arch_options}
+    elif arch in (None, "dncnn") and "dncnn.0.weight" in state and all(k.startswith("dncnn.") for k in state):
+        arch, arch_options = "dncnn", {**_dncnn_options(state), **arch_options}
     elif arch is None:
         raise ValueError(
             f"{path}: cannot tell the architecture from its keys ({sorted(state)[:3]} ...); "
@@ -273,6 +293,9 @@ def load_base(path: str | os.PathLike, arch: str | None = None, **arch_options: 
         )
     network = build_arch(arch, **arch_options)
     expected = network.state_dict()
+    for key, value in expected.items():
+        if key.endswith(".num_batches_tracked") and key not in state:
+            state[key] = torch.zeros_like(value)  # files saved before PyTorch 0.4.1 lack the counter
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = [
@@ -288,4 +311,4 @@ def load_base(path: str | os.PathLike, arch: str | None = None, **arch_options: 
     if problems:
         raise ValueError(f"{path}: tensors do not fit {arch} {arch_options}: " + "; ".join(problems))
     network.load_state_dict(state, strict=True)
-    return network
+    return network.eval()

@@ -21,15 +21,16 @@ from torch import nn
 
 from .adafm_net import AdaFMNet
 from .cfsnet import CFSNet
+from .dncnn import DnCNN
 from .rrdbnet import RRDBNet
 from .transform_net import TransformNet
 from .unet import ResUNet
 
-__all__ = ["ARCHS", "build_arch", "AdaFMNet", "CFSNet", "RRDBNet", "TransformNet", "ResUNet"]
+__all__ = ["ARCHS", "build_arch", "AdaFMNet", "CFSNet", "DnCNN", "RRDBNet", "TransformNet", "ResUNet"]
 
 #: Architecture name -> class (called with the options as keyword arguments).
 ARCHS: dict[str, Callable[..., nn.Module]] = {
-    cls.arch_name: cls for cls in (AdaFMNet, CFSNet, RRDBNet, TransformNet, ResUNet)
+    cls.arch_name: cls for cls in (AdaFMNet, CFSNet, DnCNN, RRDBNet, TransformNet, ResUNet)
 }
 
 
