@@ -37,3 +37,13 @@ __all__ = [
     "save",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # ``ftn.tune`` (callable: ``ftn.tune(base, to=..., out=...)``) is imported on first use: it
+    # needs the data stack (Pillow, numpy, tqdm), and ``import ftn`` stays light.
+    if name == "tune":
+        import importlib
+
+        return importlib.import_module(".tune", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

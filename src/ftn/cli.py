@@ -139,9 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .infer.cli import add_parser as add_run_parser
     from .train.cli import add_parser as add_train_parser
+    from .tune.cli import add_parser as add_tune_parser
 
     add_run_parser(sub)
     add_train_parser(sub)
+    add_tune_parser(sub)
 
     app = sub.add_parser("app", help="start the web app (needs: pip install -e .[app])")
     app.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only; 0.0.0.0 opens the app, and its local-model-file box, to the network)")

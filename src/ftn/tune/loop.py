@@ -1,0 +1,316 @@
+"""The tune loop: a tuner on a frozen base, trained at alpha 1 to reach level 2.
+
+:func:`tune` is ``ftn tune`` in Python::
+
+    path = ftn.tune.tune("dncnn-s-25.safetensors", from_="noise:25,unclipped", to="noise:50,unclipped",
+                         data="BSD432", iters=2000, out="dncnn-25-50.safetensors")
+
+Steps: load the base (an ``nn.Module``, an ftn model file or shipped name, or a checkpoint
+:func:`ftn.load_base` reads), attach the method, freeze the base, and check that alpha 0 reproduces the
+base exactly on a probe input (refused otherwise: a tuned file whose left end is not the base would
+mislead every user of it); then Adam on ``model.tuner_parameters()`` at alpha 1, L1 loss against the
+source's targets (:mod:`ftn.tune.data`).
+
+The whole model stays in eval mode while it trains: the base is frozen, so its normalisation layers
+keep their running statistics and dropout stays off; the tuners have neither.
+
+Learning rate: a constant 5e-4 (Adam). The tuners start at the identity, so early steps cannot undo
+the base; a tuning run on a CPU lasts hundreds to a few thousand steps, where the 1e-4 of long GPU
+recipes hardly moves (docs/design.md: on this CPU higher rates learn much faster), and 1e-3 is the
+top the repository's short recipes use with a cosine decay. Constant, because a ``--minutes`` budget
+has no known last step to decay towards, and resuming then needs no schedule state. Not yet tuned by
+measurement (benchmarks/tune.py is where to do it).
+
+Checkpoints (``OUT`` with ``.checkpoint.safetensors`` in place of its suffix) are written every
+``checkpoint_every`` steps, on Ctrl-C (then the KeyboardInterrupt goes on) and at the end; the data of
+step s depends only on (seed, s), so ``resume=True`` continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from ..io import load, load_base, read_metadata
+from ..io import save as save_model
+from ..methods import TunableModel, attach
+from ..train.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from .data import PairsSource, Source, SpecSource, TeacherSource
+from .defaults import DEFAULT_BATCH, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_PATCH
+from .specs import JpegSpec, LevelSpec, NoiseSpec, PairsSpec, TeacherSpec, resolve_levels
+
+__all__ = ["tune", "load_network", "checkpoint_path", "DEFAULT_LR", "DEFAULT_BATCH", "DEFAULT_PATCH", "DEFAULT_ITERS"]
+
+#: Settings a resumed run may change: the budget, the device, the bar.
+_RESUMABLE = {"iters", "minutes", "device", "checkpoint_every"}
+
+
+def checkpoint_path(out: str | os.PathLike) -> Path:
+    """Where the run writing ``out`` keeps its checkpoint: ``tuned.safetensors`` -> ``tuned.checkpoint.safetensors``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".checkpoint.safetensors")
+
+
+def load_network(source: nn.Module | str | os.PathLike, what: str = "base") -> tuple[nn.Module, dict[str, Any]]:
+    """A plain network and a JSON record of where it came from.
+
+    ``source``: an ``nn.Module`` (copied, so the caller's stays as it is), an ftn model file or a
+    shipped model's name (read with :func:`ftn.load`), or a checkpoint :func:`ftn.load_base` reads.
+
+    Raises:
+        FileNotFoundError: no such file or shipped name. ValueError: unreadable, or a model that
+            already has a method attached (its alpha 0 is not one network).
+    """
+    if isinstance(source, nn.Module):
+        if isinstance(source, TunableModel):
+            raise ValueError(f"the {what} already has a method attached ({source.method}); pass the plain network")
+        return copy.deepcopy(source), {"kind": "module", "class": type(source).__name__}
+    from ..models import resolve
+
+    path = resolve(source)
+    meta: dict[str, Any] = {}
+    if path.suffix == ".safetensors":
+        try:
+            meta = read_metadata(path)
+        except ValueError:
+            meta = {}
+    if meta.get("format"):
+        if meta.get("method"):
+            raise ValueError(f"{what} {path.name} already has method {meta['method']!r} attached; tune a plain network")
+        network = load(path)
+        return network, {"kind": "ftn", "file": path.name, "arch": meta.get("arch"),
+                         "arch_options": meta.get("arch_options")}
+    try:
+        network = load_base(path)
+    except (ValueError, FileNotFoundError):
+        raise
+    except Exception as err:  # safetensors' or torch's own errors on a damaged file: one line
+        raise ValueError(f"cannot read {what} {path}: {' '.join(str(err).split())[:200]}") from None
+    return network, {"kind": "load_base", "path": os.fspath(source), "arch": getattr(network, "arch_name", None),
+                     "arch_options": getattr(network, "arch_options", None)}
+
+
+def _pick_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, and torch sees no CUDA device; use --device auto or cpu")
+    return device
+
+
+def _probe(channels: int, network: nn.Module) -> torch.Tensor:
+    """A fixed random image the base accepts (its side a multiple of the architecture's ``size_multiple``)."""
+    multiple = int(getattr(network, "size_multiple", 1) or 1)
+    side = multiple * max(1, math.ceil(32 / multiple))
+    return torch.rand(1, channels, side, side, generator=torch.Generator().manual_seed(0))
+
+
+def _image_channels(network: nn.Module) -> int:
+    options = getattr(network, "arch_options", None) or {}
+    if isinstance(options.get("in_channels"), int):
+        return int(options["in_channels"])
+    for module in network.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels
+    raise ValueError(f"cannot tell how many image channels {type(network).__name__} takes (no nn.Conv2d)")
+
+
+def _check_positive(name: str, value: float | None, integer: bool = True) -> None:
+    if value is None:
+        return
+    ok = (isinstance(value, int) and not isinstance(value, bool)) if integer else isinstance(value, (int, float))
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive {'whole ' if integer else ''}number, got {value!r}")
+
+
+def _build_source(level1: LevelSpec, level2: LevelSpec, *, data: Any, teacher: nn.Module | None,
+                  patch_size: int, grey: bool, seed: int) -> Source:
+    if isinstance(level2, (NoiseSpec, JpegSpec)):
+        return SpecSource(level2, data, patch_size=patch_size, grey=grey, seed=seed)
+    if isinstance(level2, TeacherSpec):
+        assert teacher is not None
+        return TeacherSource(teacher, level1, data, patch_size=patch_size, grey=grey, seed=seed)
+    assert isinstance(level2, PairsSpec)
+    return PairsSource(level2.input_dir, level2.target_dir, patch_size=patch_size, grey=grey, seed=seed)
+
+
+def tune(
+    base: nn.Module | str | os.PathLike,
+    *,
+    to: str | None = None,
+    from_: str | None = None,
+    data: str | os.PathLike | None = None,
+    teacher: nn.Module | str | os.PathLike | None = None,
+    pairs: tuple[str | os.PathLike, str | os.PathLike] | None = None,
+    method: str = "ftn",
+    method_options: dict[str, Any] | None = None,
+    iters: int | None = None,
+    minutes: float | None = None,
+    batch_size: int | None = None,
+    patch_size: int | None = None,
+    lr: float = DEFAULT_LR,
+    out: str | os.PathLike,
+    resume: bool = False,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    seed: int = 0,
+    checkpoint_every: int = 100,
+) -> Path:
+    """Tune ``base`` from level 1 (``from_``, or "the base") to level 2 (``to``, ``teacher`` or ``pairs``).
+
+    Writes the tuned model to ``out`` (``ftn.load(out)``; a base that is not an ftn architecture
+    needs ``ftn.load(out, model=...)``) and returns its path. Trains for ``iters`` steps, or for
+    ``minutes`` of this call (default: 1000 steps). Nothing is written before every argument has
+    been checked (specs, data, pairs, teacher, base, alpha 0 exactness).
+
+    Raises:
+        ValueError / FileNotFoundError: a refused argument (one line, nothing written).
+        KeyboardInterrupt: after Ctrl-C, once the checkpoint is saved.
+    """
+    level1, level2 = resolve_levels(from_, to, None if teacher is None else _teacher_name(teacher), pairs)
+    if iters is not None and minutes is not None:
+        raise ValueError("give --iters or --minutes, not both")
+    _check_positive("iters", iters)
+    _check_positive("minutes", minutes, integer=False)
+    _check_positive("batch_size", batch_size)
+    _check_positive("patch_size", patch_size)
+    _check_positive("lr", lr, integer=False)
+    _check_positive("checkpoint_every", checkpoint_every)
+    if iters is None and minutes is None:
+        iters = DEFAULT_ITERS
+    batch_size = batch_size or DEFAULT_BATCH
+    patch_size = patch_size or DEFAULT_PATCH
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"the output must be a .safetensors file, got {out}")
+    ckpt = checkpoint_path(out)
+    if resume and not ckpt.is_file():
+        raise FileNotFoundError(f"cannot resume: no checkpoint at {ckpt}; run without --resume to start")
+    if not resume and ckpt.is_file():
+        raise ValueError(f"{ckpt} holds an earlier run: pass --resume to continue it, or delete it to start again")
+    dev = _pick_device(device)
+
+    network, origin = load_network(base, "base")
+    channels = _image_channels(network)
+    if channels not in (1, 3):
+        raise ValueError(f"the base takes {channels} image channels; ftn tune handles grey (1) and RGB (3)")
+    network.eval()
+    probe = _probe(channels, network)
+    with torch.no_grad():
+        reference = network(probe)
+    model = attach(network, method, **(method_options or {}))
+    model.freeze_base()
+    model.metadata = {}  # the base file's own metadata (levels, calibration) does not describe the tuned model
+    model.eval()
+    with torch.no_grad():
+        at_zero = model(probe, alpha=0.0)
+    if at_zero.shape != reference.shape or not torch.equal(at_zero, reference):
+        raise ValueError(f"method {method!r} at alpha 0 does not reproduce this base exactly on a probe image; "
+                         "refusing to tune (please report it with the base's architecture)")
+    teacher_net = None
+    if isinstance(level2, TeacherSpec):
+        teacher_net, _ = load_network(teacher, "teacher")  # type: ignore[arg-type]
+        teacher_net.eval()
+        with torch.no_grad():
+            taught = teacher_net(probe)
+        if taught.shape != reference.shape:
+            raise ValueError(f"the teacher gives {tuple(taught.shape)} where the base gives {tuple(reference.shape)} "
+                             f"on a {probe.shape[-1]}px probe; level 2 must have the base's output shape")
+        teacher_net.to(dev)
+    source = _build_source(level1, level2, data=data, teacher=teacher_net, patch_size=patch_size,
+                           grey=channels == 1, seed=seed)
+
+    model.to(dev)
+    params = model.tuner_parameters()
+    optimizer = torch.optim.Adam(params, lr=lr)
+    recipe = {"base": origin, "from": level1.metadata(), "to": level2.metadata(), "data": _data_name(data, level2),
+              "method": method, "method_options": model.options, "batch_size": batch_size, "patch_size": patch_size,
+              "lr": lr, "seed": seed, "loss": "l1"}
+    run = {"iters": iters, "minutes": minutes, "device": str(dev), "checkpoint_every": checkpoint_every}
+    start, elapsed_before = 0, 0.0
+    if resume:
+        saved = read_checkpoint_info(ckpt)["config"]
+        differ = sorted(k for k in recipe if saved.get(k) != recipe[k])
+        if differ:
+            k = differ[0]
+            raise ValueError(f"the checkpoint {ckpt.name} was written with another {k} ({saved.get(k)!r} -> {recipe[k]!r}); "
+                             f"only {sorted(_RESUMABLE)} may change when resuming")
+        info = load_checkpoint(ckpt, model, optimizer)
+        start, elapsed_before = int(info["step"]), float(info["elapsed_s"])
+    n_train = sum(p.numel() for p in params)
+    if progress:
+        tqdm.write(f"tune {level1.name} -> {level2.name}: {method} on a frozen base ({origin.get('arch') or origin.get('class') or origin.get('path')}), "
+                   f"{n_train:,} parameters train; {source.description}; batch {batch_size} x {patch_size}px on {dev}")
+
+    t0 = time.perf_counter()
+    done = start
+
+    def save_state() -> None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=None, step=done,
+                        elapsed_s=elapsed_before + time.perf_counter() - t0, config={**recipe, **run})
+
+    deadline = None if minutes is None else 60.0 * minutes
+    bar = tqdm(total=iters, initial=start, desc="tune", unit="it", dynamic_ncols=True, disable=not progress)
+    try:
+        while iters is None or done < iters:
+            x, target = source.batch(done, batch_size, dev)
+            loss = nn.functional.l1_loss(model(x, alpha=1.0), target)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise ValueError(f"the loss became {loss_value} at step {done + 1}; lower lr (now {lr:g})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            done += 1
+            spent = time.perf_counter() - t0
+            postfix = {"loss": f"{loss_value:.4f}"}
+            if deadline is not None:
+                postfix["left"] = f"{max(0.0, deadline - spent) / 60:.1f}min"
+            bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
+            if done % checkpoint_every == 0:
+                save_state()
+            if deadline is not None and spent >= deadline:
+                break
+    except KeyboardInterrupt:
+        bar.close()
+        if done > start:
+            save_state()
+            tqdm.write(f"interrupted after step {done}: checkpoint {ckpt} (continue with --resume)")
+        raise
+    bar.close()
+    save_state()
+
+    wall = elapsed_before + time.perf_counter() - t0
+    metadata: dict[str, Any] = {
+        "levels": [level1.metadata(), level2.metadata()],
+        "tuned": {**recipe, "iterations": done, "wall_time_s": round(wall, 1), "device": str(dev),
+                  "image_channels": channels, "calibration": "none yet (first version of ftn tune)"},
+    }
+    if isinstance(level2, (NoiseSpec, JpegSpec)):
+        metadata["task"] = level2.task.name
+        metadata["task_options"] = level2.task.options
+    model.cpu()
+    save_model(model, out, **metadata)
+    return out
+
+
+def _teacher_name(teacher: nn.Module | str | os.PathLike) -> str:
+    """The teacher's name in labels: its file name, or its class name for an ``nn.Module``."""
+    return type(teacher).__name__ if isinstance(teacher, nn.Module) else os.fspath(teacher)
+
+
+def _data_name(data: Any, level2: LevelSpec) -> str | None:
+    if isinstance(level2, PairsSpec) or data is None:
+        return None
+    return Path(data).name

@@ -1,0 +1,323 @@
+"""``ftn tune`` (first version): level specs, each level form end to end, exact resume, refusals.
+
+Tiny on purpose: an AdaFM-Net mini with 8 channels and 1 block (or a two-conv grey nn.Module), 16 px
+patches, batches of 2, a few steps, images written to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+import ftn
+from ftn.cli import main as cli_main
+from ftn.io import read_metadata, read_state_dict
+from ftn.train import read_checkpoint_info
+from ftn.tune import (
+    BaseSpec,
+    JpegSpec,
+    NoiseSpec,
+    PairsSpec,
+    TeacherSpec,
+    checkpoint_path,
+    parse_spec,
+    resolve_levels,
+)
+from ftn.tune import data as data_module
+from ftn.tune.loop import tune
+
+TINY = {"size": "mini", "channels": 8, "blocks": 1, "image_skip": True}
+FAST = {"iters": 3, "batch_size": 2, "patch_size": 16, "progress": False, "device": "cpu"}
+
+
+# -- specs -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "expected", "name"), [
+    ("noise:50", NoiseSpec(50.0, clip=True), "sigma 50"),
+    ("noise:50,clip", NoiseSpec(50.0, clip=True), "sigma 50"),
+    ("noise:25,unclipped", NoiseSpec(25.0, clip=False), "sigma 25"),
+    (" NOISE:12.5 ", NoiseSpec(12.5), "sigma 12.5"),
+    ("noise:0", NoiseSpec(0.0), "sigma 0"),
+    ("jpeg:10", JpegSpec(10), "quality 10"),
+    ("jpeg:100", JpegSpec(100), "quality 100"),
+])
+def test_parse_spec(text, expected, name) -> None:
+    spec = parse_spec(text)
+    assert spec == expected and spec.name == name
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("noise", "expected noise:SIGMA"),
+    ("noise:", "expected noise:SIGMA"),
+    ("noise:abc", "sigma must be a number"),
+    ("noise:nan", "finite"),
+    ("noise:-5", ">= 0"),
+    ("noise:50,blur", "clip"),
+    ("noise:50,clip,unclipped", "clip"),
+    ("jpeg:0", r"\[1, 100\]"),
+    ("jpeg:101", r"\[1, 100\]"),
+    ("jpeg:10.5", "whole number"),
+    ("jpeg:10,clip", "no options"),
+    ("blur:3", "unknown kind"),
+    ("50", "expected noise:SIGMA"),
+])
+def test_parse_spec_refusals(text, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        parse_spec(text)
+
+
+def test_spec_tasks_and_metadata() -> None:
+    assert NoiseSpec(50).task.options == {"clip": True, "quantize": True}  # photo-true by default
+    assert NoiseSpec(50, clip=False).task.options == {}
+    assert JpegSpec(10).task.name == "dejpeg"
+    assert NoiseSpec(50).metadata() == {"sigma": 50, "clip": True, "name": "sigma 50"}
+    assert TeacherSpec("models/DnCNN-S-50.pth").name == "teacher DnCNN-S-50"
+    assert PairsSpec("a/before", "a/after").name == "pairs after"
+    assert BaseSpec().name == "base"
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("noise:25", "noise:50", None, None), (NoiseSpec(25.0), NoiseSpec(50.0))),
+    ((None, "jpeg:10", None, None), (BaseSpec(), JpegSpec(10))),
+    (("noise:25", None, "t.safetensors", None), (NoiseSpec(25.0), TeacherSpec("t.safetensors"))),
+    ((None, None, None, ("in", "out")), (BaseSpec(), PairsSpec("in", "out"))),
+    (("noise:25,unclipped", "noise:25", None, None), (NoiseSpec(25.0, clip=False), NoiseSpec(25.0))),
+])
+def test_resolve_levels(args, expected) -> None:
+    assert resolve_levels(*args) == expected
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    ((None, None, None, None), "exactly one of"),
+    ((None, "noise:50", "t.safetensors", None), "exactly one of.*--to, --teacher"),
+    (("jpeg:40", "noise:50", None, None), "different kinds"),
+    (("noise:50", "noise:50", None, None), "same level"),
+    (("noise:x", "noise:50", None, None), "sigma must be a number"),
+])
+def test_resolve_levels_refusals(args, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        resolve_levels(*args)
+
+
+# -- end to end ------------------------------------------------------------------------------------
+
+def _ramps(folder: Path, n: int, size: int, seed: int) -> None:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(n):
+        img = rng.random(3) * xx[..., None] + rng.random(3) * (1 - yy[..., None])
+        a, b = rng.integers(0, size // 2, 2)
+        img[a : a + size // 3, b : b + size // 3] = rng.random(3)
+        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(folder / f"{i:02d}.png")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """Clean images, pairs (noisy -> clean), a tiny base and a teacher (another tiny net) as files."""
+    root = tmp_path_factory.mktemp("tune")
+    _ramps(root / "clean", 4, 40, 0)
+    (root / "noisy").mkdir()
+    rng = np.random.default_rng(1)
+    for f in sorted((root / "clean").iterdir()):
+        arr = np.asarray(Image.open(f)).astype(np.float64) + rng.normal(0, 20, (40, 40, 3))
+        Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8)).save(root / "noisy" / f.name)
+    torch.manual_seed(0)
+    ftn.save(ftn.build_arch("adafm_net", **TINY), root / "base.safetensors", task="denoise", levels=[{"sigma": 25}])
+    torch.manual_seed(1)
+    ftn.save(ftn.build_arch("adafm_net", **TINY), root / "teacher.safetensors")
+    return {k: root / k for k in ("clean", "noisy")} | {"base": root / "base.safetensors",
+                                                          "teacher": root / "teacher.safetensors", "root": root}
+
+
+def _probe(channels: int = 3) -> torch.Tensor:
+    return torch.rand(1, channels, 24, 24, generator=torch.Generator().manual_seed(5))
+
+
+@pytest.mark.parametrize("form", ["noise", "jpeg", "teacher", "pairs"])
+def test_each_level_form_tunes_and_keeps_the_base_at_alpha_0(files, tmp_path, form) -> None:
+    kwargs = {
+        "noise": {"from_": "noise:25", "to": "noise:50", "data": files["clean"]},
+        "jpeg": {"to": "jpeg:10", "data": files["clean"]},
+        "teacher": {"from_": "noise:25", "teacher": files["teacher"], "data": files["clean"]},
+        "pairs": {"pairs": (files["noisy"], files["clean"])},
+    }[form]
+    out = tune(files["base"], out=tmp_path / "tuned.safetensors", **kwargs, **FAST)
+    assert out == tmp_path / "tuned.safetensors"
+    base, model = ftn.load(files["base"]).eval(), ftn.load(out).eval()
+    x = _probe()
+    with torch.no_grad():
+        assert torch.equal(model(x, alpha=0.0), base(x))
+        assert not torch.allclose(model(x, alpha=1.0), base(x), atol=1e-6)
+    meta = read_metadata(out)
+    level1, level2 = meta["levels"]
+    assert level2["name"] == {"noise": "sigma 50", "jpeg": "quality 10", "teacher": "teacher teacher",
+                              "pairs": "pairs clean"}[form]
+    assert level1["name"] == ("base" if form in ("jpeg", "pairs") else "sigma 25")
+    assert meta["tuned"]["base"] == {"kind": "ftn", "file": "base.safetensors", "arch": "adafm_net",
+                                     "arch_options": ftn.load(files["base"]).arch_options}
+    assert meta["tuned"]["iterations"] == 3 and meta["tuned"]["method"] == "ftn"
+    assert "calibration" not in meta  # the base's metadata is not carried over; no calibration yet
+    assert meta.get("task") == {"noise": "denoise", "jpeg": "dejpeg"}.get(form)
+
+
+class GreyNet(nn.Module):
+    """A user's own grey network: not an ftn architecture."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(1, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.b(torch.relu(self.a(x)))
+
+
+def test_a_users_grey_module_gets_grey_patches_and_loads_with_model(files, tmp_path, monkeypatch) -> None:
+    torch.manual_seed(0)
+    net = GreyNet()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    seen = []
+    original = data_module.SpecSource.batch
+
+    def spy(self, step, batch_size, device):
+        x, y = original(self, step, batch_size, device)
+        seen.append(x.shape)
+        return x, y
+
+    monkeypatch.setattr(data_module.SpecSource, "batch", spy)
+    out = ftn.tune(net, to="noise:30,unclipped", data=files["clean"], out=tmp_path / "grey.safetensors", **FAST)
+    assert seen and all(s[1] == 1 for s in seen)  # colour files -> luma patches for a 1-channel base
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # the caller's net is untouched
+    model = ftn.load(out, model=GreyNet()).eval()
+    x = _probe(1)
+    with torch.no_grad():
+        assert torch.equal(model(x, alpha=0.0), net(x))
+    assert read_metadata(out)["tuned"]["base"] == {"kind": "module", "class": "GreyNet"}
+
+
+def test_resume_is_bit_exact(files, tmp_path, monkeypatch) -> None:
+    run = dict(FAST, iters=6, from_="noise:25", to="noise:50", data=files["clean"])
+    straight = tune(files["base"], out=tmp_path / "straight.safetensors", checkpoint_every=2, **run)
+
+    original = data_module.SpecSource.batch
+
+    def ctrl_c_at_step_3(self, step, batch_size, device):
+        if step == 3:  # steps 0-2 done: Ctrl-C during step 4 saves the state after step 3
+            raise KeyboardInterrupt
+        return original(self, step, batch_size, device)
+
+    out = tmp_path / "resumed.safetensors"
+    monkeypatch.setattr(data_module.SpecSource, "batch", ctrl_c_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        tune(files["base"], out=out, checkpoint_every=2, **run)
+    monkeypatch.setattr(data_module.SpecSource, "batch", original)
+    assert read_checkpoint_info(checkpoint_path(out))["step"] == 3 and not out.exists()
+    with pytest.raises(ValueError, match="--resume"):
+        tune(files["base"], out=out, checkpoint_every=2, **run)
+    with pytest.raises(ValueError, match="lr"):
+        tune(files["base"], out=out, resume=True, **dict(run, lr=1e-3))
+    resumed = tune(files["base"], out=out, resume=True, checkpoint_every=2, **run)
+    a, b = read_state_dict(straight), read_state_dict(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert read_metadata(resumed)["tuned"]["iterations"] == 6
+
+
+def test_minutes_budget_stops(files, tmp_path, monkeypatch) -> None:
+    from ftn.tune import loop as loop_module
+
+    clock = iter(range(10_000))
+    monkeypatch.setattr(loop_module.time, "perf_counter", lambda: 30.0 * next(clock))  # 30 "s" per call
+    kwargs = dict(FAST, iters=None, minutes=1.0)
+    out = tune(files["base"], to="noise:50", data=files["clean"], out=tmp_path / "m.safetensors", **kwargs)
+    assert 1 <= read_metadata(out)["tuned"]["iterations"] <= 3
+
+
+# -- the command and its refusals ------------------------------------------------------------------
+
+def test_cli_tunes(files, tmp_path, capsys) -> None:
+    out = tmp_path / "cli.safetensors"
+    code = cli_main(["tune", str(files["base"]), "--from", "noise:25", "--to", "noise:50", "--data",
+                     str(files["clean"]), "-o", str(out), "--iters", "2", "--batch-size", "2", "--patch-size", "16",
+                     "--groups", "2", "--no-progress", "--device", "cpu"])
+    assert code == 0 and "tuned model" in capsys.readouterr().out
+    assert read_metadata(out)["method_options"]["groups"] == 2
+
+
+def _hostile_cases(files: dict[str, Path], tmp: Path) -> dict[str, tuple[list[str], str]]:
+    base = str(files["base"])
+    common = ["--iters", "2", "--batch-size", "2", "--patch-size", "16", "--no-progress"]
+    (tmp / "in").mkdir()
+    (tmp / "tgt").mkdir()
+    for name in ("a", "b"):
+        Image.new("RGB", (32, 32)).save(tmp / "in" / f"{name}.png")
+    Image.new("RGB", (32, 32)).save(tmp / "tgt" / "a.png")
+    Image.new("RGB", (32, 32)).save(tmp / "tgt" / "c.png")
+    (tmp / "in2").mkdir()
+    (tmp / "tgt2").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp / "in2" / "a.png")
+    Image.new("RGB", (48, 32)).save(tmp / "tgt2" / "a.png")
+    ftn.save(ftn.build_arch("adafm_net", size="mini", channels=8, blocks=1, out_channels=1), tmp / "one.safetensors")
+    (tmp / "junk.pth").write_bytes(b"not a checkpoint at all")
+    return {
+        "missing data": ([base, "--to", "noise:50"] + common, "--data"),
+        "data folder absent": ([base, "--to", "noise:50", "--data", str(tmp / "nowhere")] + common, "no folder"),
+        "pairs unmatched": ([base, "--pairs", str(tmp / "in"), str(tmp / "tgt")] + common, "without a partner in the other folder: b, c"),
+        "pairs sizes": ([base, "--pairs", str(tmp / "in2"), str(tmp / "tgt2")] + common, r"differ in size: a \(32x32 vs 48x32\)"),
+        "teacher shape": ([base, "--teacher", str(tmp / "one.safetensors"), "--data", str(files["clean"])] + common,
+                          "teacher gives"),
+        "unreadable base": ([str(tmp / "junk.pth"), "--to", "noise:50", "--data", str(files["clean"])] + common,
+                            "refused to load"),
+        "no base": ([str(tmp / "absent.pth"), "--to", "noise:50", "--data", str(files["clean"])] + common, "no model file"),
+        "bad spec": ([base, "--to", "noise:loud", "--data", str(files["clean"])] + common, "sigma must be a number"),
+        "no level 2": ([base, "--data", str(files["clean"])] + common, "exactly one of"),
+        "resume nothing": ([base, "--to", "noise:50", "--data", str(files["clean"]), "--resume"] + common, "cannot resume"),
+        "tuned base": ([str(files["root"] / "tuned-base.safetensors"), "--to", "noise:50", "--data",
+                        str(files["clean"])] + common, "already has method"),
+        "zero iters": ([base, "--to", "noise:50", "--data", str(files["clean"]), "--iters", "0",
+                        "--no-progress"], "iters must be a positive"),
+    }
+
+
+def test_hostile_inputs_stop_with_one_line_and_write_nothing(files, tmp_path, capsys) -> None:
+    ftn.save(ftn.attach(ftn.load(files["base"]), "ftn"), files["root"] / "tuned-base.safetensors")
+    cases = _hostile_cases(files, tmp_path)
+    for name, (argv, match) in cases.items():
+        out = tmp_path / "out" / f"{name.replace(' ', '-')}.safetensors"
+        out.parent.mkdir(exist_ok=True)
+        code = cli_main(["tune", *argv, "-o", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2, name
+        assert err.count("\n") == 0 and err.startswith("ftn tune: error: "), (name, err)
+        assert re.search(match, err), (name, err)
+        assert list(out.parent.iterdir()) == [], (name, list(out.parent.iterdir()))
+
+
+def test_a_base_not_reproduced_at_alpha_0_is_refused(files, tmp_path, monkeypatch) -> None:
+    from ftn.tune import loop as loop_module
+
+    def drifting_attach(network, method, **options):
+        model = ftn.attach(network, method, **options)
+        with torch.no_grad():
+            model.base_parameters()[0].add_(1e-3)  # as a method whose alpha 0 drifts from the base would
+        return model
+
+    monkeypatch.setattr(loop_module, "attach", drifting_attach)
+    with pytest.raises(ValueError, match="does not reproduce this base exactly"):
+        tune(files["base"], to="noise:50", data=files["clean"], out=tmp_path / "x.safetensors", **FAST)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_import_ftn_stays_light_and_ftn_tune_is_callable() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, ftn; assert 'ftn.tune' not in sys.modules and 'PIL' not in sys.modules; "
+            "assert callable(ftn.tune) and ftn.tune.parse_spec('jpeg:10').quality == 10 and ftn.tune.tune")
+    subprocess.run([sys.executable, "-c", code], check=True)
