@@ -18,6 +18,7 @@ from PIL import Image
 import ftn
 from ftn.cli import main as cli_main
 from ftn.io import read_metadata, read_state_dict
+from ftn.levels import describe_levels
 from ftn.train import read_checkpoint_info
 from ftn.tune import (
     BaseSpec,
@@ -76,7 +77,8 @@ def test_spec_tasks_and_metadata() -> None:
     assert NoiseSpec(50).task.options == {"clip": True, "quantize": True}  # photo-true by default
     assert NoiseSpec(50, clip=False).task.options == {}
     assert JpegSpec(10).task.name == "dejpeg"
-    assert NoiseSpec(50).metadata() == {"sigma": 50, "clip": True, "name": "sigma 50"}
+    assert NoiseSpec(50).metadata() == {"sigma": 50}
+    assert NoiseSpec(50, clip=False).record() == {"kind": "noise", "sigma": 50, "clip": False, "name": "sigma 50"}
     assert TeacherSpec("models/DnCNN-S-50.pth").name == "teacher DnCNN-S-50"
     assert PairsSpec("a/before", "a/after").name == "pairs after"
     assert BaseSpec().name == "base"
@@ -156,10 +158,10 @@ def test_each_level_form_tunes_and_keeps_the_base_at_alpha_0(files, tmp_path, fo
         assert torch.equal(model(x, alpha=0.0), base(x))
         assert not torch.allclose(model(x, alpha=1.0), base(x), atol=1e-6)
     meta = read_metadata(out)
-    level1, level2 = meta["levels"]
-    assert level2["name"] == {"noise": "sigma 50", "jpeg": "quality 10", "teacher": "teacher teacher",
-                              "pairs": "pairs clean"}[form]
-    assert level1["name"] == ("base" if form in ("jpeg", "pairs") else "sigma 25")
+    first = "base as trained" if form in ("jpeg", "pairs") else "sigma 25"
+    second = {"noise": "sigma 50", "jpeg": "quality 10", "teacher": "teacher teacher", "pairs": "pairs clean"}[form]
+    assert describe_levels(meta) == f"{first} ... {second}"  # what ftn run, ftn info and the app show
+    assert meta["tuned"]["to"]["name"] == second
     assert meta["tuned"]["base"] == {"kind": "ftn", "file": "base.safetensors", "arch": "adafm_net",
                                      "arch_options": ftn.load(files["base"]).arch_options}
     assert meta["tuned"]["iterations"] == 3 and meta["tuned"]["method"] == "ftn"
@@ -321,3 +323,22 @@ def test_import_ftn_stays_light_and_ftn_tune_is_callable() -> None:
     code = ("import sys, ftn; assert 'ftn.tune' not in sys.modules and 'PIL' not in sys.modules; "
             "assert callable(ftn.tune) and ftn.tune.parse_spec('jpeg:10').quality == 10 and ftn.tune.tune")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(files, tmp_path, monkeypatch, capsys) -> None:
+    original = data_module.PairsSource.batch
+
+    def ctrl_c_at_step_2(self, step, batch_size, device):
+        if step == 2:
+            raise KeyboardInterrupt
+        return original(self, step, batch_size, device)
+
+    monkeypatch.setattr(data_module.PairsSource, "batch", ctrl_c_at_step_2)
+    out = tmp_path / "p.safetensors"
+    argv = ["tune", str(files["base"]), "--pairs", str(files["noisy"]), str(files["clean"]), "-o", str(out),
+            "--iters", "5", "--batch-size", "2", "--patch-size", "16", "--no-progress"]
+    assert cli_main(argv) == 130
+    assert "--resume" in capsys.readouterr().err
+    assert read_checkpoint_info(checkpoint_path(out))["step"] == 2 and not out.exists()
+    monkeypatch.setattr(data_module.PairsSource, "batch", original)
+    assert cli_main([*argv, "--resume"]) == 0 and read_metadata(out)["tuned"]["iterations"] == 5

@@ -232,7 +232,7 @@ def tune(
     model.to(dev)
     params = model.tuner_parameters()
     optimizer = torch.optim.Adam(params, lr=lr)
-    recipe = {"base": origin, "from": level1.metadata(), "to": level2.metadata(), "data": _data_name(data, level2),
+    recipe = {"base": origin, "from": level1.record(), "to": level2.record(), "data": _data_name(data, level2),
               "method": method, "method_options": model.options, "batch_size": batch_size, "patch_size": patch_size,
               "lr": lr, "seed": seed, "loss": "l1"}
     run = {"iters": iters, "minutes": minutes, "device": str(dev), "checkpoint_every": checkpoint_every}
@@ -275,7 +275,8 @@ def tune(
             spent = time.perf_counter() - t0
             postfix = {"loss": f"{loss_value:.4f}"}
             if deadline is not None:
-                postfix["left"] = f"{max(0.0, deadline - spent) / 60:.1f}min"
+                left = int(max(0.0, deadline - spent))
+                postfix["left"] = f"{left // 60}:{left % 60:02d}"
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
             if done % checkpoint_every == 0:

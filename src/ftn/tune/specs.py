@@ -9,8 +9,10 @@ Four forms name a level, and "the base" stands for a level no spec names:
 * a teacher (``--teacher MODEL``) — another model's output on the same input;
 * pairs (``--pairs INPUT_DIR TARGET_DIR``) — the user's own before/after images, matched by file stem.
 
-Each spec is a small frozen dataclass with a ``name`` (the label users see, "sigma 50") and a
-``metadata()`` entry for the tuned file's ``levels`` list::
+Each spec is a small frozen dataclass with a ``name`` (the label users see, "sigma 50"), a
+``metadata()`` entry for the tuned file's ``levels`` list (one key, so that every surface labels the
+ends as "sigma 25 ... sigma 50", "base as trained ... teacher DnCNN-S-50") and a fuller ``record()``
+for the file's ``tuned`` section::
 
     parse_spec("noise:50")            # NoiseSpec(sigma=50.0, clip=True)
     parse_spec("jpeg:10").name        # "quality 10"
@@ -43,7 +45,10 @@ class BaseSpec:
         return "base"
 
     def metadata(self) -> dict[str, Any]:
-        return {"name": self.name}
+        return {"base": "as trained"}
+
+    def record(self) -> dict[str, Any]:
+        return {"kind": "base", "name": self.name}
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,10 @@ class NoiseSpec:
         return self.sigma
 
     def metadata(self) -> dict[str, Any]:
-        return {"sigma": _tidy(self.sigma), "clip": self.clip, "name": self.name}
+        return {"sigma": _tidy(self.sigma)}
+
+    def record(self) -> dict[str, Any]:
+        return {"kind": "noise", "sigma": _tidy(self.sigma), "clip": self.clip, "name": self.name}
 
 
 @dataclass(frozen=True)
@@ -88,7 +96,10 @@ class JpegSpec:
         return float(self.quality)
 
     def metadata(self) -> dict[str, Any]:
-        return {"quality": self.quality, "name": self.name}
+        return {"quality": self.quality}
+
+    def record(self) -> dict[str, Any]:
+        return {"kind": "jpeg", "quality": self.quality, "name": self.name}
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,10 @@ class TeacherSpec:
         return f"teacher {Path(self.model).stem}"
 
     def metadata(self) -> dict[str, Any]:
-        return {"teacher": Path(self.model).name, "name": self.name}
+        return {"teacher": Path(self.model).stem}
+
+    def record(self) -> dict[str, Any]:
+        return {"kind": "teacher", "model": Path(self.model).name, "name": self.name}
 
 
 @dataclass(frozen=True)
@@ -117,7 +131,11 @@ class PairsSpec:
         return f"pairs {Path(self.target_dir).resolve().name}"
 
     def metadata(self) -> dict[str, Any]:
-        return {"pairs": [Path(self.input_dir).resolve().name, Path(self.target_dir).resolve().name], "name": self.name}
+        return {"pairs": Path(self.target_dir).resolve().name}
+
+    def record(self) -> dict[str, Any]:
+        return {"kind": "pairs", "input": Path(self.input_dir).resolve().name,
+                "target": Path(self.target_dir).resolve().name, "name": self.name}
 
 
 #: Any level spec.
