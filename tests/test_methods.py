@@ -351,7 +351,7 @@ def test_bad_arguments_say_what_to_do() -> None:
         ftn.attach(TinyNet(), "ftn", depth=5)
     with pytest.raises(ValueError, match="found no target modules"):
         ftn.attach(TinyNet(), "ftn", targets=r"nothing\..*")
-    with pytest.raises(ValueError, match="Conv2d layers only"):
+    with pytest.raises(ValueError, match="nn.Conv2d, nn.ConvTranspose2d and nn.Linear layers only"):
         ftn.attach(TinyNet(), "ftn", targets=["act"])
     with pytest.raises(ValueError, match="block_pattern"):
         ftn.attach(nn.Sequential(nn.Conv2d(3, 3, 3)), "cfsnet")
@@ -404,3 +404,243 @@ def test_base_network_is_the_attached_network(build, channels: int) -> None:
     assert model.image_channels == channels  # no in_channels option: read from the first conv
     net.arch_options = {"in_channels": 7}
     assert model.image_channels == 7
+
+
+# -- other people's layers: Linear, ConvTranspose2d, BatchNorm, LayerNorm ---------------------------
+
+
+class ChannelLastMLPNet(nn.Module):
+    """ConvNeXt-style: a conv, then LayerNorm and an MLP of nn.Linear on channel-last (B, H, W, C) maps."""
+
+    def __init__(self, c: int = 8) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(3, c, 3, padding=1)
+        self.norm = nn.LayerNorm(c)
+        self.fc1 = nn.Linear(c, 2 * c)
+        self.fc2 = nn.Linear(2 * c, c, bias=False)
+        self.tail = nn.Conv2d(c, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.head(x).permute(0, 2, 3, 1)
+        y = y + self.fc2(torch.nn.functional.gelu(self.fc1(self.norm(y))))
+        return self.tail(y.permute(0, 3, 1, 2))
+
+
+class TransposeBNNet(nn.Module):
+    """A stride-2 conv, BatchNorm (non-trivial running statistics), a grouped ConvTranspose2d called
+    with output_size, and a bias-free ConvTranspose2d."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.up = nn.ConvTranspose2d(8, 6, 3, stride=2, padding=1, groups=2)
+        self.out = nn.ConvTranspose2d(6, 3, 3, padding=1, bias=False)
+        randomise_norms(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn(self.down(x)))
+        return self.out(torch.relu(self.up(y, output_size=x.shape[-2:])))
+
+
+class TokenNet(nn.Module):
+    """An MLP over a token sequence (B, N, C): per-pixel maps have no grid to reach it."""
+
+    def __init__(self, c: int = 8) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(3, c)
+        self.norm = nn.LayerNorm(c)
+        self.fc2 = nn.Linear(c, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        out = self.fc2(torch.relu(self.norm(self.fc1(tokens))))
+        return out.transpose(1, 2).reshape(b, c, h, w)
+
+
+def tiny_dncnn() -> nn.Module:
+    from ftn.archs import DnCNN
+
+    return randomise_norms(DnCNN(depth=4, channels=8, in_channels=3, out_channels=3))
+
+
+@torch.no_grad()
+def randomise_norms(net: nn.Module) -> nn.Module:
+    """Running statistics and affine tensors away from their defaults, as a trained network has them."""
+    gen = torch.Generator().manual_seed(7)
+    for m in net.modules():
+        if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)):
+            m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=gen))
+            m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=gen))
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=gen))
+            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=gen))
+    return net
+
+
+FOREIGN_NETS = {"mlp": ChannelLastMLPNet, "transpose-bn": TransposeBNNet, "tokens": TokenNet, "dncnn": tiny_dncnn}
+FOREIGN_METHODS = [("ftn", {}), ("ftn", {"groups": 4, "spatial": True}), ("dni", {}), ("adafm", {"kernel_size": 1})]
+FOREIGN_CASES = [(n, m, o) for n in FOREIGN_NETS for m, o in FOREIGN_METHODS] + [
+    (n, "adafm", {"kernel_size": 3}) for n in ("transpose-bn", "dncnn")
+]
+FOREIGN_IDS = [f"{n}-{m}" + "".join(f"-{k}{v}" for k, v in o.items()) for n, m, o in FOREIGN_CASES]
+
+
+def make_foreign(net: str, method: str, options: dict) -> tuple[nn.Module, ftn.TunableModel]:
+    torch.manual_seed(0)
+    base = FOREIGN_NETS[net]().eval()
+    return copy.deepcopy(base), ftn.attach(base, method, **options).eval()
+
+
+@pytest.mark.parametrize(
+    ("net", "kinds"),
+    [
+        ("mlp", {"head": nn.Conv2d, "fc1": nn.Linear, "fc2": nn.Linear, "tail": nn.Conv2d}),
+        ("transpose-bn", {"down": nn.Conv2d, "up": nn.ConvTranspose2d, "out": nn.ConvTranspose2d}),
+        ("tokens", {"fc1": nn.Linear, "fc2": nn.Linear}),
+    ],
+)
+@pytest.mark.parametrize("method", ["ftn", "adafm"])
+def test_kernel_methods_target_conv_transpose_and_linear_by_default(net: str, kinds: dict, method: str) -> None:
+    _, model = make_foreign(net, method, {})
+    assert model.target_names == list(kinds)
+    for name, layer in model.tunable_layers():
+        assert type(layer.base) is kinds[name]
+
+
+@pytest.mark.parametrize(("net", "method", "options"), FOREIGN_CASES, ids=FOREIGN_IDS)
+def test_foreign_layers_identity_at_init_and_alpha_zero_exact(net: str, method: str, options: dict) -> None:
+    reference, model = make_foreign(net, method, options)
+    x = image(h=17, w=22)
+    torch.testing.assert_close(model(x, alpha=0.7), reference(x), rtol=0, atol=1e-6)
+    perturb_tuner(model)
+    assert torch.equal(model(x, alpha=0.0), reference(x))
+    assert not torch.allclose(model(x, alpha=1.0), reference(x), atol=1e-4), "tuner has no effect"
+
+
+@pytest.mark.parametrize(("net", "method", "options"), FOREIGN_CASES, ids=FOREIGN_IDS)
+def test_foreign_layers_export_equals_the_tunable_model(net: str, method: str, options: dict) -> None:
+    reference, model = make_foreign(net, method, options)
+    perturb_tuner(model)
+    x = image(h=17, w=22)
+    if not model.capabilities.exact_export:
+        pytest.skip("this method does not export")
+    for alpha in (0.0, 0.35, 1.0):
+        plain = model.export(alpha)
+        assert type(plain) is type(reference) and not any(isinstance(m, TunableLayer) for m in plain.modules())
+        assert {k: v.shape for k, v in plain.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
+        torch.testing.assert_close(plain(x), model(x, alpha=alpha), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("net", "method", "options"), FOREIGN_CASES, ids=FOREIGN_IDS)
+def test_foreign_layers_per_sample_alpha_equals_a_loop(net: str, method: str, options: dict) -> None:
+    _, model = make_foreign(net, method, options)
+    perturb_tuner(model)
+    x = image(b=3, h=17, w=22)
+    alphas = torch.tensor([0.0, 0.5, 0.9])
+    looped = torch.cat([model(x[i : i + 1], alpha=float(a)) for i, a in enumerate(alphas)])
+    torch.testing.assert_close(model(x, alpha=alphas), looped, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("net", "method", "options"), FOREIGN_CASES, ids=FOREIGN_IDS)
+def test_foreign_layers_constant_map_equals_scalar(net: str, method: str, options: dict) -> None:
+    _, model = make_foreign(net, method, options)
+    perturb_tuner(model)
+    x = image(h=17, w=22)
+    if net == "tokens":  # (B, N, C) outputs have no grid: a clear refusal, not a silent broadcast
+        with pytest.raises(ValueError, match="per-pixel alpha map needs .*channel-last"):
+            model(x, alpha=torch.full((2, 1, 17, 22), 0.4))
+        return
+    torch.testing.assert_close(model(x, alpha=torch.full((2, 1, 17, 22), 0.4)), model(x, alpha=0.4), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("net", "method", "options"), FOREIGN_CASES, ids=FOREIGN_IDS)
+def test_stage_two_keeps_the_base_and_its_norms_frozen(net: str, method: str, options: dict) -> None:
+    """Stage 2 in training mode: no base tensor moves (BatchNorm running statistics included), the
+    base's norm layers stay in eval mode, and alpha 0 still reproduces the base bit for bit."""
+    reference, model = make_foreign(net, method, options)
+    model.freeze_base().train()
+    assert model.training and model.base_norm_layers() == [
+        m for m in model.modules() if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm))
+        and not any(m is t for _, layer in model.tunable_layers() for c, sub in layer.named_children() if c != "base"
+                    for t in sub.modules())
+    ]
+    assert all(not m.training for m in model.base_norm_layers())
+    tuner = {id(p) for p in model.tuner_parameters()}
+    frozen = [(n, t.detach().clone()) for n, t in [*model.named_parameters(), *model.named_buffers()] if id(t) not in tuner]
+    tuner_before = [p.detach().clone() for p in model.tuner_parameters()]
+    optimiser = torch.optim.Adam(model.tuner_parameters(), lr=1e-2)
+    x = image(h=17, w=22)
+    for _ in range(3):
+        loss = (model(x, alpha=1.0) - x.flip(-1)).square().mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    current = dict([*model.named_parameters(), *model.named_buffers()])
+    assert all(torch.equal(current[n], t) for n, t in frozen), [n for n, t in frozen if not torch.equal(current[n], t)]
+    assert any(not torch.equal(a, b) for a, b in zip(tuner_before, model.tuner_parameters()))
+    model.eval()
+    assert torch.equal(model(x, alpha=0.0), reference(x))
+
+
+def test_train_before_freeze_still_trains_the_norms() -> None:
+    """Only a frozen base keeps its norms in eval mode: an unfrozen tunable model trains as asked."""
+    _, model = make_foreign("dncnn", "ftn", {})
+    model.train()
+    assert all(m.training for m in model.base_norm_layers())
+    model.freeze_base()
+    assert not any(m.training for m in model.base_norm_layers())
+    model.train()
+    assert not any(m.training for m in model.base_norm_layers())
+    assert nn.Sequential(model).train().training and not any(m.training for m in model.base_norm_layers())
+
+
+def test_a_linear_layer_is_a_1x1_conv_with_c_out_channels() -> None:
+    """FTN and AdaFM on nn.Linear over (B, H, W, C) equal the same tuners on the equivalent 1x1 conv,
+    for a number and for a per-pixel map."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(5, 7, 1)
+    linear = nn.Linear(5, 7)
+    with torch.no_grad():
+        linear.weight.copy_(conv.weight[:, :, 0, 0])
+        linear.bias.copy_(conv.bias)
+    x = torch.rand(2, 5, 6, 9)
+    a = torch.rand(2, 1, 6, 9)
+    for method, options in (("ftn", {"groups": 1}), ("ftn", {"groups": 4, "depth": 3}), ("adafm", {})):
+        by_conv = ftn.attach(nn.Sequential(copy.deepcopy(conv)), method, **options)
+        by_linear = ftn.attach(nn.Sequential(copy.deepcopy(linear)), method, **options)
+        perturb_tuner(by_conv)
+        assert [p.shape for p in by_conv.tuner_parameters()] == [p.shape for p in by_linear.tuner_parameters()]
+        with torch.no_grad():
+            for p, q in zip(by_conv.tuner_parameters(), by_linear.tuner_parameters()):
+                q.copy_(p)
+        for alpha in (0.6, a):
+            expected = by_conv(x, alpha=alpha)
+            got = by_linear(x.permute(0, 2, 3, 1), alpha=alpha).permute(0, 3, 1, 2)
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 4])
+def test_conv_transpose_kernel_is_read_with_its_output_channels_first(groups: int) -> None:
+    """A stride-1 ConvTranspose2d is a conv with the kernel flipped and regrouped to (C_out, C_in/g, k, k):
+    the layout the methods read (so FTN's channel c is output channel c), and it round-trips."""
+    from ftn.methods._kernels import from_out_in, to_out_in
+
+    torch.manual_seed(0)
+    up = nn.ConvTranspose2d(8, 12, 3, padding=1, groups=groups, bias=False)
+    kernel = to_out_in(up, up.weight)
+    assert kernel.shape == (12, 8 // groups, 3, 3)
+    assert torch.equal(from_out_in(up, kernel), up.weight)
+    x = torch.rand(2, 8, 7, 5)
+    as_conv = nn.functional.conv2d(x, kernel.flip(-1, -2), padding=1, groups=groups)
+    torch.testing.assert_close(up(x), as_conv, rtol=1e-5, atol=1e-6)
+    model = ftn.attach(nn.Sequential(up), "ftn")
+    assert model.model[0].ftn.body[0].in_channels == 12
+
+
+def test_adafm_refuses_a_spatial_filter_on_linear_layers() -> None:
+    with pytest.raises(ValueError, match="kernel_size=3 .*nn.Linear.*exclude"):
+        ftn.attach(ChannelLastMLPNet(), "adafm", kernel_size=3)
+    model = ftn.attach(ChannelLastMLPNet(), "adafm", kernel_size=3, targets=[nn.Conv2d])
+    assert model.target_names == ["head", "tail"]

@@ -7,7 +7,9 @@ alpha can be
 * a per-pixel map of shape (B, 1, H, W) or (1, 1, H, W) (the paper's pixel-adaptive extension, Eq. 3).
 
 Every layer of a tunable model reads the same :class:`Control`; a per-pixel map is resized to each
-layer's own output grid (layers after a stride-2 conv see a half-size map).
+layer's own output grid (layers after a stride-2 conv see a half-size map). Channel-last layers
+(``nn.Linear``, ``nn.LayerNorm``) see a map only where their output is a (B, H, W, C) grid; token
+sequences (B, N, C) take a number or a per-sample alpha, and a map there is refused with a clear error.
 
 Values outside [0, 1] are extrapolation: the network was never trained there, so they are refused
 unless the caller opts in with ``allow_extrapolation=True``.
@@ -130,11 +132,20 @@ class Control:
         return isinstance(self._value, float)
 
     # -- per-layer view ------------------------------------------------------------------------
-    def for_output(self, out: Tensor | torch.Size | tuple[int, ...], like: Tensor | None = None) -> float | Tensor:
-        """alpha as seen by a layer whose output has shape ``out`` (B, C, H, W).
+    def for_output(
+        self,
+        out: Tensor | torch.Size | tuple[int, ...],
+        like: Tensor | None = None,
+        *,
+        channels_last: bool = False,
+    ) -> float | Tensor:
+        """alpha as seen by a layer whose output has shape ``out``.
 
         Returns a float for a global alpha, else a tensor broadcastable to the output, on the
-        device and dtype of ``like`` (or of ``out`` when it is a tensor).
+        device and dtype of ``like`` (or of ``out`` when it is a tensor): (B, 1, ..., 1) for a
+        per-sample alpha (any output rank), and for a map, (B, 1, H, W) resized to a channel-first
+        output (B, C, H, W) or, with ``channels_last`` (``nn.Linear``, ``nn.LayerNorm``), (B, H, W, 1)
+        for an output (B, H, W, C). Token outputs (B, N, C) have no grid and refuse maps.
         """
         if isinstance(self._value, float):
             return self._value
@@ -148,15 +159,22 @@ class Control:
                 "give one alpha per image, or a single one"
             )
         if value.dim() == 1:
-            result = value.view(-1, 1, 1, 1)
+            result = value.view(-1, *([1] * (len(shape) - 1)))
         else:
             if len(shape) != 4:
-                raise ValueError(f"a per-pixel alpha map needs 4-d feature maps, got a layer output of shape {shape}")
-            # Resized once per grid, device and dtype, then reused by every layer on that grid.
-            key = (shape[-2], shape[-1], ref.device if ref is not None else None, ref.dtype if ref is not None else None)
+                kind = "(B, H, W, C) channel-last" if channels_last else "(B, C, H, W)"
+                raise ValueError(
+                    f"a per-pixel alpha map needs {kind} feature maps, got a layer output of shape {shape}; "
+                    "use a number or a per-sample alpha for this model"
+                )
+            grid = (shape[1], shape[2]) if channels_last else (shape[-2], shape[-1])
+            # Resized once per grid, layout, device and dtype, then reused by every layer on that grid.
+            key = (*grid, channels_last, ref.device if ref is not None else None, ref.dtype if ref is not None else None)
             result = self._map_cache.get(key)
             if result is None:
-                result = resize_map(value, (shape[-2], shape[-1]))
+                result = resize_map(value, grid)
+                if channels_last:
+                    result = result.permute(0, 2, 3, 1)
                 if ref is not None:
                     result = result.to(device=ref.device, dtype=ref.dtype)
                 self._map_cache[key] = result

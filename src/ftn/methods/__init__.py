@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from ..control import AlphaLike
 from . import adafm, cfsnet, dni, dynamic_net, ftn
+from ._kernels import KERNEL_LAYERS
 from .base import Capabilities, ExportNotSupported, MethodSpec, TunableLayer, TunableModel, select_targets
 
 __all__ = ["METHODS", "attach", "Capabilities", "ExportNotSupported", "MethodSpec", "TunableLayer", "TunableModel"]
@@ -32,8 +33,8 @@ def attach(
     Args:
         model: any ``nn.Module``; its target modules are replaced by tunable layers.
         method: one of ``ftn.METHODS`` ("ftn", "dni", "adafm", "cfsnet", "dynamic_net").
-        targets: which modules to tune. None: the method's default (every ``nn.Conv2d`` for ftn and
-            adafm; every module owning tensors for dni; ``model.block_pattern`` for cfsnet and
+        targets: which modules to tune. None: the method's default (every ``nn.Conv2d``,
+            ``nn.ConvTranspose2d`` and ``nn.Linear`` for ftn and adafm; every module owning tensors for dni; ``model.block_pattern`` for cfsnet and
             dynamic_net). A regex (full match on qualified names), a list of names, or a list of types.
         exclude: a regex or a list of names left untouched.
         alpha: the initial control (0 = level 1).
@@ -55,7 +56,10 @@ def attach(
     config = spec.config(**options)
     names = select_targets(model, targets, exclude, spec.default_targets, method)
     if spec.default_targets == "conv":
-        wrong = [n for n in names if not isinstance(model.get_submodule(n) if n else model, nn.Conv2d)]
+        wrong = [n for n in names if not isinstance(model.get_submodule(n) if n else model, KERNEL_LAYERS)]
         if wrong:
-            raise ValueError(f"method {method!r} tunes nn.Conv2d layers only; these targets are not: {wrong[:5]}")
+            raise ValueError(
+                f"method {method!r} tunes nn.Conv2d, nn.ConvTranspose2d and nn.Linear layers only; "
+                f"these targets are not: {wrong[:5]}"
+            )
     return TunableModel(model, spec, config, names, alpha=alpha, allow_extrapolation=allow_extrapolation)

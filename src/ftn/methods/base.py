@@ -1,12 +1,15 @@
 """The contract every tuning method follows, and the machinery they share.
 
 A method is a plug-in over any ``nn.Module``: :func:`ftn.attach` finds the target modules (every
-``nn.Conv2d`` by default, or blocks), and swaps each for a :class:`TunableLayer` that keeps the
+``nn.Conv2d``, ``nn.ConvTranspose2d`` and ``nn.Linear`` by default, or blocks), and swaps each for a :class:`TunableLayer` that keeps the
 original module as ``.base`` and adds the method's tuner next to it. All layers of one model read the
 same :class:`~ftn.control.Control`, so a single ``set_alpha`` moves the whole network.
 
 The base network's parameters are those under ``.base``; everything else a layer owns is the tuner
-(stage 2 trains only the tuner). Methods never import architectures.
+(stage 2 trains only the tuner). Once :meth:`TunableModel.freeze_base` has run, the base's
+normalisation layers (BatchNorm, InstanceNorm, LayerNorm, GroupNorm) stay in eval mode whatever
+``train()`` says: their running statistics never drift, so alpha = 0 keeps reproducing the base.
+Methods never import architectures.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..control import AlphaLike, Control
+from ._kernels import KERNEL_LAYERS
 
 __all__ = [
     "Capabilities",
@@ -56,7 +60,7 @@ class MethodSpec:
     name: str
     config_class: type  # a dataclass of the method's options
     make_layer: Callable[[nn.Module, Any], TunableLayer]  # (target module, config) -> layer
-    default_targets: str  # "conv" (every nn.Conv2d), "blocks" (model.block_pattern), "tensors"
+    default_targets: str  # "conv" (every kernel layer: Conv2d, ConvTranspose2d, Linear), "blocks" (model.block_pattern), "tensors"
     capabilities: Callable[[Any], Capabilities]  # config -> capabilities
     summary: str
 
@@ -148,7 +152,7 @@ def select_targets(
     modules = dict(model.named_modules())
     if targets is None:
         if default == "conv":
-            chosen = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
+            chosen = [n for n, m in modules.items() if isinstance(m, KERNEL_LAYERS)]
         elif default == "blocks":
             pattern = getattr(model, "block_pattern", None)
             if not pattern:
@@ -178,8 +182,9 @@ def select_targets(
         raise TypeError("targets must be None, a regex string, a list of module names or a list of module types")
 
     if default == "conv" and not (isinstance(targets, (list, tuple)) and all(isinstance(t, str) for t in targets)):
-        # A regex or type list selects the convs among what it matches; explicit names are checked by attach.
-        chosen = [n for n in chosen if isinstance(modules[n], nn.Conv2d)]
+        # A regex or type list selects the kernel layers among what it matches; explicit names are
+        # checked by attach.
+        chosen = [n for n in chosen if isinstance(modules[n], KERNEL_LAYERS)]
     if exclude is not None:
         if isinstance(exclude, str):
             chosen = [n for n in chosen if not re.fullmatch(exclude, n)]
@@ -200,6 +205,14 @@ def select_targets(
         order = {n: i for i, n in enumerate(modules)}
         chosen = sorted(kept, key=order.__getitem__)
     return chosen
+
+
+#: Normalisation layers: frozen in eval mode under a frozen base (BatchNorm*, SyncBatchNorm and
+#: InstanceNorm* derive from _NormBase).
+_NORM_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm,
+    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
+)
 
 
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -330,12 +343,42 @@ class TunableModel(nn.Module):
         return [p for p in self.parameters() if id(p) not in tuner]
 
     def freeze_base(self) -> TunableModel:
-        """Stage 2 set-up: base parameters frozen, tuner parameters trainable."""
+        """Stage 2 set-up: base parameters frozen, tuner parameters trainable, and the base's
+        normalisation layers in eval mode from now on (also after ``train()``)."""
         for p in self.base_parameters():
             p.requires_grad_(False)
         for p in self.tuner_parameters():
             p.requires_grad_(True)
+        self._base_frozen = True
+        self._freeze_base_norms()
         return self
+
+    def train(self, mode: bool = True) -> TunableModel:
+        """``nn.Module.train``, except that a frozen base's normalisation layers stay in eval mode:
+        a BatchNorm in training mode would normalise by batch statistics and update its running
+        ones, so alpha = 0 would stop reproducing the base."""
+        super().train(mode)
+        if getattr(self, "_base_frozen", False):
+            self._freeze_base_norms()
+        return self
+
+    def base_norm_layers(self) -> list[nn.Module]:
+        """The base network's normalisation layers in module order (not those inside a tuner, such as
+        CFSNet's copy of a block)."""
+        found: list[nn.Module] = []
+        stack: list[nn.Module] = [self.model]
+        while stack:
+            module = stack.pop()
+            if isinstance(module, _NORM_LAYERS):
+                found.append(module)
+            # Inside a tunable layer only its base belongs to the base network; reversed so that the
+            # list follows the modules' order.
+            stack.extend([module.base] if isinstance(module, TunableLayer) else reversed(list(module.children())))
+        return found
+
+    def _freeze_base_norms(self) -> None:
+        for module in self.base_norm_layers():
+            module.eval()
 
     def export(self, alpha: float) -> nn.Module:
         """A plain model of the base architecture with the weights of level ``alpha`` baked in.

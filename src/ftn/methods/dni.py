@@ -12,7 +12,10 @@ Per-pixel control uses Eq. 3's identity layer by layer: ``(1 - A) . m(x; theta1)
 This equals per-pixel parameter interpolation for every layer that is linear in its parameters
 (conv, linear, PReLU, affine norms); for a BatchNorm in eval mode (non-linear in its running
 variance) it is an approximation. At a fixed alpha the interpolated tensors are computed once and
-reused, so the network costs what the plain network costs.
+reused, so the network costs what the plain network costs. Layers acting on the last axis
+(``nn.Linear``, ``nn.LayerNorm``) see alpha channel-last (:mod:`ftn.control`). Under a frozen base the
+BatchNorm layers run in eval mode, so both levels normalise with their own running statistics and
+neither set drifts during stage 2.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch.nn as nn
 from torch import Tensor
 from torch.func import functional_call
 
+from ._kernels import KERNEL_LAYERS, alpha_for, run
 from .base import Capabilities, KernelCache, MethodSpec, TunableLayer
 
 __all__ = ["DNIConfig", "DNILayer", "SPEC"]
@@ -73,8 +77,8 @@ class DNILayer(TunableLayer):
         return out
 
     def _run(self, x: tuple, tensors: dict[str, Tensor], kwargs: dict) -> Tensor:
-        if isinstance(self.base, nn.Conv2d):  # the common case, without functional_call's overhead
-            return self.base._conv_forward(x[0], tensors["weight"], tensors.get("bias"))
+        if isinstance(self.base, KERNEL_LAYERS):  # the common case, without functional_call's overhead
+            return run(self.base, *x, tensors["weight"], tensors.get("bias"), **kwargs)
         return functional_call(self.base, tensors, x, kwargs, strict=False)
 
     def _inputs(self) -> tuple[Tensor, ...]:
@@ -103,12 +107,13 @@ class DNILayer(TunableLayer):
             tensors = self._cache.get(alpha, self._inputs(), lambda: self.tensors_at(alpha))
             return self._run(x, tensors, kwargs)
         y1 = self.base(*x, **kwargs)
-        if isinstance(self.base, nn.Conv2d):
-            # Conv is linear in its tensors: y1 + A . (X * (w2 - w1) + (b2 - b1)), one fused update.
+        a = alpha_for(self.control, self.base, y1)
+        if isinstance(self.base, KERNEL_LAYERS):
+            # Linear in its tensors: y1 + A . (X * (w2 - w1) + (b2 - b1)), one fused update.
             delta = self._delta_cache.get(1.0, self._inputs(), self._conv_delta)
-            return y1.addcmul_(self.control.for_output(y1), self._run(x, delta, kwargs))
+            return y1.addcmul_(a, self._run(x, delta, kwargs))
         y2 = self._run(x, self._level2(), kwargs)
-        return torch.lerp(y1, y2, self.control.for_output(y1))
+        return torch.lerp(y1, y2, a)
 
     def _conv_delta(self) -> dict[str, Tensor]:
         t1, t2 = self._level1(), self._level2()

@@ -30,6 +30,12 @@ Pixel-adaptive control (Eq. 3): with a per-pixel level map A resized to the laye
 
 computed here as ``(X * f + b) + A . (X * (FTN(f) - f))``: two convolutions per layer, no more.
 
+Other layers (``nn.Linear``, ``nn.ConvTranspose2d``): a linear layer's weight (out, in) is a 1x1
+kernel (out, in, 1, 1), a transposed conv's weight (C_in, C_out/g, k, k) is regrouped to
+(C_out, C_in/g, k, k); either way the FTN has one channel per *output* channel, as for a conv.
+Per-pixel maps reach a linear layer only where its output is a channel-last grid (B, H, W, C)
+(:mod:`ftn.control`); on token sequences (B, N, C) it takes a number or a per-sample alpha.
+
 Cost: FTN works on kernels, never on images, so at a fixed alpha the blended kernel is computed once
 (:class:`~ftn.methods.base.KernelCache`) and the network costs exactly what the plain network costs.
 
@@ -53,9 +59,10 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ._kernels import KERNEL_LAYERS, alpha_for, from_out_in, out_channels, run, to_out_in
 from .base import Capabilities, KernelCache, MethodSpec, TunableLayer
 
-__all__ = ["FTNConfig", "FilterTransition", "FTNConv2d", "SPEC"]
+__all__ = ["FTNConfig", "FilterTransition", "FTNLayer", "FTNConv2d", "SPEC"]
 
 
 @dataclass
@@ -112,14 +119,19 @@ class FilterTransition(nn.Module):
         return y.transpose(0, 1).contiguous()  # a contiguous kernel: oneDNN is slower on strided ones
 
 
-class FTNConv2d(TunableLayer):
-    """An ``nn.Conv2d`` whose kernel moves from f (alpha=0) to FTN(f) (alpha=1) by Eq. 1 / Eq. 3."""
+class FTNLayer(TunableLayer):
+    """A kernel layer whose kernel moves from f (alpha=0) to FTN(f) (alpha=1) by Eq. 1 / Eq. 3.
 
-    base: nn.Conv2d
+    ``nn.Conv2d``, ``nn.ConvTranspose2d`` and ``nn.Linear`` (a 1x1 kernel (out, in, 1, 1)); the FTN
+    always sees the kernel in the conv layout (C_out, C_in/groups, k, k), so it has C_out channels
+    for every kind (:mod:`ftn.methods._kernels`).
+    """
 
-    def __init__(self, base: nn.Conv2d, config: FTNConfig) -> None:
+    def __init__(self, base: nn.Module, config: FTNConfig) -> None:
+        if not isinstance(base, KERNEL_LAYERS):
+            raise TypeError(f"FTN tunes {[t.__name__ for t in KERNEL_LAYERS]}, not {type(base).__name__}")
         super().__init__(base)
-        self.ftn = FilterTransition(base.out_channels, config.groups, config.depth, config.spatial)
+        self.ftn = FilterTransition(out_channels(base), config.groups, config.depth, config.spatial)
         # collected once: walking the module tree per forward cost ~70 us a layer (measured), which
         # is most of a small input's forward; .to() and load_state_dict keep these objects
         self._ftn_params = tuple(self.ftn.parameters())
@@ -127,8 +139,8 @@ class FTNConv2d(TunableLayer):
         self._delta_cache = KernelCache()  # FTN(f) - f, for per-sample and per-pixel alphas
 
     def transformed_kernel(self) -> Tensor:
-        """FTN(f): the kernel of level 2."""
-        return self.ftn(self.base.weight)
+        """FTN(f): the kernel of level 2, in the layer's own weight layout."""
+        return from_out_in(self.base, self.ftn(to_out_in(self.base, self.base.weight)))
 
     def kernel_at(self, alpha: float) -> Tensor:
         """Eq. 1's kernel (1 - alpha) f + alpha FTN(f); alpha = 0 returns f itself (bit-exact)."""
@@ -138,27 +150,31 @@ class FTNConv2d(TunableLayer):
             return self.transformed_kernel()
         return torch.lerp(self.base.weight, self.transformed_kernel(), alpha).contiguous()
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
         alpha = self.control.value
         if isinstance(alpha, float):
             if alpha == 0.0:
-                return self.base(x)
+                return self.base(x, *args, **kwargs)
             kernel = self._cache.get(alpha, self._kernel_inputs(), lambda: self.kernel_at(alpha))
-            return self.base._conv_forward(x, kernel, self.base.bias)
+            return run(self.base, x, kernel, self.base.bias, *args, **kwargs)
         # Eq. 3: (1 - A)(X*f + b) + A(X*FTN(f) + b) = (X*f + b) + A (X*(FTN(f) - f)).
         # Two convolutions and one fused multiply-add; measured faster on CPU than one conv with the
         # two kernels stacked on the output axis followed by a blend of the two halves.
         delta = self._delta_cache.get(1.0, self._kernel_inputs(), lambda: self.transformed_kernel() - self.base.weight)
-        y = self.base(x)
-        return y.addcmul_(self.control.for_output(y), self.base._conv_forward(x, delta, None))
+        y = self.base(x, *args, **kwargs)
+        return y.addcmul_(alpha_for(self.control, self.base, y), run(self.base, x, delta, None, *args, **kwargs))
 
-    def export_module(self, alpha: float) -> nn.Conv2d:
-        conv = self.base
-        conv.weight = nn.Parameter(self.kernel_at(alpha).detach().clone(), requires_grad=conv.weight.requires_grad)
-        return conv
+    def export_module(self, alpha: float) -> nn.Module:
+        layer = self.base
+        layer.weight = nn.Parameter(self.kernel_at(alpha).detach().clone(), requires_grad=layer.weight.requires_grad)
+        return layer
 
     def _kernel_inputs(self) -> list[Tensor]:
         return [self.base.weight, *self._ftn_params]
+
+
+#: The earlier name, from when FTN tuned convs only.
+FTNConv2d = FTNLayer
 
 
 def _capabilities(config: FTNConfig) -> Capabilities:
@@ -168,7 +184,7 @@ def _capabilities(config: FTNConfig) -> Capabilities:
 SPEC = MethodSpec(
     name="ftn",
     config_class=FTNConfig,
-    make_layer=FTNConv2d,
+    make_layer=FTNLayer,
     default_targets="conv",
     capabilities=_capabilities,
     summary="Filter Transition Network: a small net maps each kernel f to FTN(f); kernels interpolated (Eq. 1, 3)",
