@@ -1,5 +1,6 @@
 """Property-based tests (hypothesis): random shapes, dtypes and alphas thrown at attach / set_alpha /
-export, checking that the invariants of the core hold for all of them, and that bad alphas are refused.
+export, checking that the invariants of the core hold for all of them (convs, and a linear or transposed
+conv layer in the middle), and that bad alphas are refused.
 
 Invariants (DESIGN.md, Testing): alpha = 0 reproduces the base network; export(alpha) equals the
 tunable model at alpha; a constant per-pixel map equals the scalar; a per-sample alpha equals a loop
@@ -27,15 +28,26 @@ METHOD_OPTIONS = {
 
 
 class Net(nn.Module):
-    """Two convs with a ReLU between, of drawn widths and kernel sizes."""
+    """Two convs with a ReLU between, of drawn widths and kernel sizes, and optionally a middle layer
+    of another kind: an ``nn.Linear`` on channel-last maps, or a (grouped) stride-2 ``nn.ConvTranspose2d``."""
 
-    def __init__(self, cin: int, mid: int, cout: int, k1: int, k2: int) -> None:
+    def __init__(self, cin: int, mid: int, cout: int, k1: int, k2: int, middle: str = "none", groups: int = 1) -> None:
         super().__init__()
+        self.middle = middle
         self.conv1 = nn.Conv2d(cin, mid, k1, padding=k1 // 2)
+        if middle == "linear":
+            self.mid = nn.Linear(mid, mid)
+        elif middle == "transpose":
+            self.mid = nn.ConvTranspose2d(mid, mid, 3, stride=2, padding=1, groups=groups)
         self.conv2 = nn.Conv2d(mid, cout, k2, padding=k2 // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(torch.relu(self.conv1(x)))
+        y = torch.relu(self.conv1(x))
+        if self.middle == "linear":
+            y = torch.relu(self.mid(y.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
+        elif self.middle == "transpose":
+            y = torch.relu(self.mid(y, output_size=(2 * y.shape[-2], 2 * y.shape[-1])))
+        return self.conv2(y)
 
 
 @st.composite
@@ -44,7 +56,11 @@ def cases(draw):
     options = draw(METHOD_OPTIONS[method])
     dtype = draw(st.sampled_from([torch.float32, torch.float64]))
     shape = dict(cin=draw(st.integers(1, 4)), mid=draw(st.integers(1, 12)), cout=draw(st.integers(1, 4)),
-                 k1=draw(st.sampled_from([1, 3, 5])), k2=draw(st.sampled_from([1, 3])))
+                 k1=draw(st.sampled_from([1, 3, 5])), k2=draw(st.sampled_from([1, 3])),
+                 middle=draw(st.sampled_from(["none", "linear", "transpose"])))
+    shape["groups"] = draw(st.sampled_from([g for g in (1, 2, 3, 4) if shape["mid"] % g == 0]))
+    if shape["middle"] == "linear" and method == "adafm":
+        options = {"kernel_size": 1}  # AdaFM's spatial filters refuse linear layers (tested in test_methods)
     batch, height, width = draw(st.integers(1, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 9))
     alpha = draw(st.floats(0.0, 1.0, allow_nan=False))
     seed = draw(st.integers(0, 2**16))
