@@ -117,3 +117,27 @@ def test_load_base_recognises_a_dataparallel_file_without_bn_counters(tmp_path: 
     assert loaded.arch_options == {**net.arch_options}
     x = torch.rand(1, 3, 9, 7)
     assert torch.equal(loaded(x), net.eval()(x))
+
+
+@needs_files
+@pytest.mark.parametrize("method", ["ftn", "dni", "adafm"])
+def test_stage_two_on_the_published_dncnn_keeps_alpha_zero_exact(method: str) -> None:
+    """A few stage-2 steps on DnCNN-S-25 in training mode: its BatchNorm statistics do not drift, so
+    alpha 0 (and the export at 0) is still the published network bit for bit."""
+    path = DNCNN_DIR / "DnCNN-S-25.pth"
+    reference = ftn.load_base(path)
+    model = ftn.attach(ftn.load_base(path), method).freeze_base().train()
+    clean = _grey_crops()[:2, :, :24, :24]
+    noisy = clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(1)) * 50 / 255
+    optimiser = torch.optim.Adam(model.tuner_parameters(), lr=1e-3)
+    for _ in range(2):
+        loss = (model(noisy, alpha=1.0) - clean).square().mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    with torch.no_grad():
+        expected = reference(noisy)
+        assert torch.equal(model(noisy, alpha=0.0), expected)
+        assert torch.equal(model.export(0.0)(noisy), expected)
+        assert not torch.equal(model(noisy, alpha=1.0), expected)
