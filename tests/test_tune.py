@@ -282,6 +282,8 @@ def _hostile_cases(files: dict[str, Path], tmp: Path) -> dict[str, tuple[list[st
         "resume nothing": ([base, "--to", "noise:50", "--data", str(files["clean"]), "--resume"] + common, "cannot resume"),
         "tuned base": ([str(files["root"] / "tuned-base.safetensors"), "--to", "noise:50", "--data",
                         str(files["clean"])] + common, "already has method"),
+        "data with pairs": ([base, "--pairs", str(files["noisy"]), str(files["clean"]), "--data", str(files["clean"])]
+                            + common, "--data is not used with --pairs"),
         "zero iters": ([base, "--to", "noise:50", "--data", str(files["clean"]), "--iters", "0",
                         "--no-progress"], "iters must be a positive"),
     }

@@ -16,7 +16,7 @@ keep their running statistics and dropout stays off; the tuners have neither.
 
 Learning rate: a constant 1e-4 (Adam). Measured once (DnCNN-S-25 tuned to
 unclipped sigma 50, 40 steps of 4 x 40 px grey patches from 3 CBSD68 images, PSNR at alpha 1 on 128 px
-crops of two CBSD68 images): 1e-4 gave 23.96 and 32.09 dB, 5e-4 gave 23.73 and 31.17 dB (the base:
+crops of two of those three images, so not held out): 1e-4 gave 23.96 and 32.09 dB, 5e-4 gave 23.73 and 31.17 dB (the base:
 17.65 and 20.97). The tuners start at the identity and act on every kernel of a deep frozen base,
 so a small step already moves the output a lot; a higher rate overshoots. Constant, because a
 ``--minutes`` budget has no known last step to decay towards, and resuming then needs no schedule
@@ -178,6 +178,8 @@ def tune(
         KeyboardInterrupt: after Ctrl-C, once the checkpoint is saved.
     """
     level1, level2 = resolve_levels(from_, to, None if teacher is None else _teacher_name(teacher), pairs)
+    if isinstance(level2, PairsSpec) and data is not None:
+        raise ValueError("--data is not used with --pairs (the pairs are the training data); leave it out")
     if iters is not None and minutes is not None:
         raise ValueError("give --iters or --minutes, not both")
     _check_positive("iters", iters)
