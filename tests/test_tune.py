@@ -20,7 +20,7 @@ from ftn.cli import main as cli_main
 from ftn.io import read_metadata, read_state_dict
 from ftn.levels import describe_levels
 from ftn.train import read_checkpoint_info
-from ftn.tune import (
+from ftn.tuning import (
     BaseSpec,
     JpegSpec,
     NoiseSpec,
@@ -30,8 +30,8 @@ from ftn.tune import (
     parse_spec,
     resolve_levels,
 )
-from ftn.tune import data as data_module
-from ftn.tune.loop import tune
+from ftn.tuning import data as data_module
+from ftn.tuning.loop import tune
 
 TINY = {"size": "mini", "channels": 8, "blocks": 1, "image_skip": True}
 FAST = {"iters": 3, "batch_size": 2, "patch_size": 16, "progress": False, "device": "cpu"}
@@ -232,7 +232,7 @@ def test_resume_is_bit_exact(files, tmp_path, monkeypatch) -> None:
 
 
 def test_minutes_budget_stops(files, tmp_path, monkeypatch) -> None:
-    from ftn.tune import loop as loop_module
+    from ftn.tuning import loop as loop_module
 
     clock = iter(range(10_000))
     monkeypatch.setattr(loop_module.time, "perf_counter", lambda: 30.0 * next(clock))  # 30 "s" per call
@@ -304,7 +304,7 @@ def test_hostile_inputs_stop_with_one_line_and_write_nothing(files, tmp_path, ca
 
 
 def test_a_base_not_reproduced_at_alpha_0_is_refused(files, tmp_path, monkeypatch) -> None:
-    from ftn.tune import loop as loop_module
+    from ftn.tuning import loop as loop_module
 
     def drifting_attach(network, method, **options):
         model = ftn.attach(network, method, **options)
@@ -322,8 +322,8 @@ def test_import_ftn_stays_light_and_ftn_tune_is_callable() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, ftn; assert 'ftn.tune' not in sys.modules and 'PIL' not in sys.modules; "
-            "assert callable(ftn.tune) and ftn.tune.parse_spec('jpeg:10').quality == 10 and ftn.tune.tune")
+    code = ("import sys, ftn; assert 'ftn.tuning' not in sys.modules and 'PIL' not in sys.modules; "
+            "assert callable(ftn.tune) and ftn.tune.__module__ == 'ftn.tuning.loop'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

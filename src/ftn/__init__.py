@@ -40,10 +40,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # ``ftn.tune`` (callable: ``ftn.tune(base, to=..., out=...)``) is imported on first use: it
+    # ``ftn.tune(base, to=..., out=...)`` (the package ftn.tuning) is imported on first use: it
     # needs the data stack (Pillow, numpy, tqdm), and ``import ftn`` stays light.
     if name == "tune":
-        import importlib
+        from .tuning.loop import tune
 
-        return importlib.import_module(".tune", __name__)
+        return tune
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .infer.cli import add_parser as add_run_parser
     from .train.cli import add_parser as add_train_parser
-    from .tune.cli import add_parser as add_tune_parser
+    from .tuning.cli import add_parser as add_tune_parser
 
     add_run_parser(sub)
     add_train_parser(sub)

@@ -1,19 +1,17 @@
-"""``ftn tune``: give a level slider to a network someone else trained (first version).
+"""``ftn tune`` (:func:`ftn.tune`): give a level slider to a network someone else trained (first version).
 
 A frozen base (an ``nn.Module``, an ftn model file or shipped name, or a checkpoint
 :func:`ftn.load_base` reads) gets a tuner (FTN by default) trained at alpha 1 for level 2: a noise or
-JPEG level (:mod:`ftn.tune.specs`), a teacher model's output, or the user's own before/after pairs
-(:mod:`ftn.tune.data`). alpha 0 stays the base, checked bit for bit before training starts::
+JPEG level (:mod:`ftn.tuning.specs`), a teacher model's output, or the user's own before/after pairs
+(:mod:`ftn.tuning.data`). alpha 0 stays the base, checked bit for bit before training starts::
 
-    import ftn.tune
-    ftn.tune.tune(net, from_="noise:25", to="noise:50", data="photos/", iters=2000, out="tuned.safetensors")
+    import ftn
+    ftn.tune(net, from_="noise:25", to="noise:50", data="photos/", iters=2000, out="tuned.safetensors")
 
 Not yet: a level -> alpha calibration after training, spandrel bases, export in the original key
 layout, batch and patch sizes chosen from free memory.
 """
 
-import sys
-import types
 from typing import Any
 
 from .specs import BaseSpec, JpegSpec, NoiseSpec, PairsSpec, TeacherSpec, parse_spec, resolve_levels
@@ -21,28 +19,14 @@ from .specs import BaseSpec, JpegSpec, NoiseSpec, PairsSpec, TeacherSpec, parse_
 __all__ = ["DEFAULT_LR", "BaseSpec", "JpegSpec", "NoiseSpec", "PairsSpec", "TeacherSpec", "checkpoint_path",
            "load_network", "parse_spec", "resolve_levels", "tune"]
 
-
-class _CallableModule(types.ModuleType):
-    """``ftn.tune(...)`` calls :func:`tune`, while ``ftn.tune`` stays this package (``ftn.tune.NoiseSpec``):
-    a function and a subpackage cannot share the name otherwise, as importing the package rebinds it."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from .loop import tune
-
-        return tune(*args, **kwargs)
-
-
 _LAZY = {"DEFAULT_LR", "checkpoint_path", "load_network", "tune"}
 
 
 def __getattr__(name: str) -> Any:
     # The loop needs the data stack (Pillow, numpy, tqdm): imported on first use, so that building
-    # the ``ftn`` command's parser (which imports ftn.tune.cli) stays light.
+    # the ``ftn`` command's parser (which imports ftn.tuning.cli) stays light.
     if name in _LAZY:
         from . import loop
 
         return getattr(loop, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-sys.modules[__name__].__class__ = _CallableModule

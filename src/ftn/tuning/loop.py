@@ -2,14 +2,14 @@
 
 :func:`tune` is ``ftn tune`` in Python::
 
-    path = ftn.tune.tune("dncnn-s-25.safetensors", from_="noise:25,unclipped", to="noise:50,unclipped",
+    path = ftn.tune("dncnn-s-25.safetensors", from_="noise:25,unclipped", to="noise:50,unclipped",
                          data="BSD432", iters=2000, out="dncnn-25-50.safetensors")
 
 Steps: load the base (an ``nn.Module``, an ftn model file or shipped name, or a checkpoint
 :func:`ftn.load_base` reads), attach the method, freeze the base, and check that alpha 0 reproduces the
 base exactly on a probe input (refused otherwise: a tuned file whose left end is not the base would
 mislead every user of it); then Adam on ``model.tuner_parameters()`` at alpha 1, L1 loss against the
-source's targets (:mod:`ftn.tune.data`).
+source's targets (:mod:`ftn.tuning.data`).
 
 The whole model stays in eval mode while it trains: the base is frozen, so its normalisation layers
 keep their running statistics and dropout stays off; the tuners have neither.
