@@ -37,6 +37,7 @@ __all__ = [
     "KernelCache",
     "ExportNotSupported",
     "select_targets",
+    "image_channels",
 ]
 
 
@@ -221,6 +222,21 @@ def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
+def image_channels(network: nn.Module) -> int:
+    """Image channels a network takes (from its architecture's options, else its first conv).
+
+    Raises:
+        ValueError: neither tells (no ``in_channels`` option and no ``nn.Conv2d``).
+    """
+    options = getattr(network, "arch_options", None) or {}
+    if isinstance(options.get("in_channels"), int):
+        return int(options["in_channels"])
+    for module in network.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels
+    raise ValueError(f"cannot tell how many image channels {type(network).__name__} takes")
+
+
 class TunableModel(nn.Module):
     """A base network with a tuning method attached: one network for every level in between.
 
@@ -285,19 +301,8 @@ class TunableModel(nn.Module):
 
     @property
     def image_channels(self) -> int:
-        """Image channels the model takes (from its architecture's options, else its first conv).
-
-        Raises:
-            ValueError: neither tells (no ``in_channels`` option and no ``nn.Conv2d``).
-        """
-        network = self.base_network
-        options = getattr(network, "arch_options", None) or {}
-        if isinstance(options.get("in_channels"), int):
-            return int(options["in_channels"])
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                return module.in_channels
-        raise ValueError(f"cannot tell how many image channels {type(network).__name__} takes")
+        """Image channels the model takes: :func:`image_channels` of its base network."""
+        return image_channels(self.base_network)
 
     def tunable_layers(self) -> Iterator[tuple[str, TunableLayer]]:
         for name, module in self.model.named_modules():

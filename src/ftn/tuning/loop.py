@@ -43,6 +43,7 @@ from tqdm import tqdm
 from ..io import load, load_base, read_metadata
 from ..io import save as save_model
 from ..methods import TunableModel, attach
+from ..methods.base import image_channels
 from ..train.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
 from .data import PairsSource, Source, SpecSource, TeacherSource
 from .defaults import DEFAULT_BATCH, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_PATCH
@@ -113,16 +114,6 @@ def _probe(channels: int, network: nn.Module) -> torch.Tensor:
     multiple = int(getattr(network, "size_multiple", 1) or 1)
     side = multiple * max(1, math.ceil(32 / multiple))
     return torch.rand(1, channels, side, side, generator=torch.Generator().manual_seed(0))
-
-
-def _image_channels(network: nn.Module) -> int:
-    options = getattr(network, "arch_options", None) or {}
-    if isinstance(options.get("in_channels"), int):
-        return int(options["in_channels"])
-    for module in network.modules():
-        if isinstance(module, nn.Conv2d):
-            return module.in_channels
-    raise ValueError(f"cannot tell how many image channels {type(network).__name__} takes (no nn.Conv2d)")
 
 
 def _check_positive(name: str, value: float | None, integer: bool = True) -> None:
@@ -203,7 +194,7 @@ def tune(
     dev = _pick_device(device)
 
     network, origin = load_network(base, "base")
-    channels = _image_channels(network)
+    channels = image_channels(network)
     if channels not in (1, 3):
         raise ValueError(f"the base takes {channels} image channels; ftn tune handles grey (1) and RGB (3)")
     network.eval()
