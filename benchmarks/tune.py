@@ -15,7 +15,9 @@ its output exists, so an interrupted study resumes), all on the frozen DnCNN-S-2
 Evaluation: BSD68 grey (CBSD68 converted with ITU-R BT.601 luma, :class:`ftn.data.datasets.EvalSet`
 with ``grey=True``), unclipped Gaussian noise seeded per image, at sigma 25-50; PSNR on 8-bit
 rounded outputs, no border crop. Each tuned model at its best alpha per sigma (the search of
-:mod:`benchmarks.quality`), and at the alpha of its calibration when it has one; DnCNN-S-25 (the
+:mod:`benchmarks.quality`), and at the alpha its level calibration gives (its own, else one measured by
+:func:`ftn.tuning.calibrate.calibrate_tuned` on ``--calibration-images`` Set14 grey images, which are in
+neither the training nor the test set; the teacher run has no sigma at alpha 1, so none); DnCNN-S-25 (the
 base), DnCNN-S-50, DnCNN-B (blind); DNI of the two published files (every tensor blended, BatchNorm
 statistics included) at its best alpha; BM3D (PyPI ``bm3d``) told the true sigma, on the first
 ``--bm3d-images`` images (its PSNRs cached per image and sigma in reproduce/runs/peers/bm3d-grey.json).
@@ -71,12 +73,15 @@ class TuneRun:
         return kwargs
 
 
+_NOISE = {"from_": "noise:25,unclipped", "to": "noise:50,unclipped"}  # S-25 was trained for sigma 25: alpha 0 is sigma 25
 RUNS_PLAN = [
-    TuneRun("ftn", "ftn", {"to": "noise:50,unclipped"}),
+    TuneRun("ftn", "ftn", _NOISE),
     TuneRun("ftn-teacher", "ftn", {"teacher": "DnCNN-S-50.pth", "from_": "noise:25,unclipped"}),
-    TuneRun("dni", "dni", {"to": "noise:50,unclipped"}),
-    TuneRun("adafm", "adafm", {"to": "noise:50,unclipped"}),
+    TuneRun("dni", "dni", _NOISE),
+    TuneRun("adafm", "adafm", _NOISE),
 ]
+#: Calibration images: Set14 grey, in neither the training set (BSD432) nor the test set (BSD68).
+CALIBRATION_DATA = SHARED / "data" / "test" / "Set14"
 
 
 def _sha256(path: Path) -> str:
@@ -244,7 +249,36 @@ def bm3d_row(images: TestImages, limit: int, compute: bool) -> dict[int, tuple[f
 # ------------------------------------------------------------------------------------------- the study
 
 
-def evaluate_all(images: TestImages, runs_dir: Path, tuned: dict[str, Path]) -> dict:
+def calibration_of(model, path: Path, images: int, grid: tuple[int, int] = (6, 11)) -> dict | None:
+    """The tuned model's metadata with a calibration: its own, else measured on ``images`` Set14 grey
+    images (:func:`ftn.tuning.calibrate.calibrate_tuned`, ``grid`` = levels, alphas), cached beside the
+    weights under their sha256."""
+    from ftn.tuning.calibrate import calibratable, calibrate_tuned
+    from ftn.tuning.specs import parse_spec
+
+    if "calibration" in model.metadata:
+        return model.metadata
+    recipe = model.metadata.get("tuned", {})
+    ends = [recipe.get("from", {}), recipe.get("to", {})]
+    if not all(e.get("kind") == "noise" for e in ends):
+        return None
+    specs = [parse_spec(f"noise:{e['sigma']}{'' if e['clip'] else ',unclipped'}") for e in ends]
+    if not calibratable(*specs):
+        return None
+    cache = path.parent / "calibration.json"
+    key = f"{_sha256(path)}|set14grey|n{images}|grid{grid[0]}x{grid[1]}"
+    stored = json.loads(cache.read_text()) if cache.is_file() else {}
+    if key not in stored:
+        from ftn.data.images import list_images
+
+        stored[key] = calibrate_tuned(model, *specs, list_images(CALIBRATION_DATA)[:images], grey=True,
+                                      levels=grid[0], alphas=grid[1])
+        cache.write_text(json.dumps(stored, indent=1) + "\n")
+    return stored[key]
+
+
+def evaluate_all(images: TestImages, runs_dir: Path, tuned: dict[str, Path], calibration_images: int = 6,
+                 calibration_grid: tuple[int, int] = (6, 11)) -> dict:
     """Every row of the table: {label: {sigma: (psnr, alpha or None)}}, plus the alpha-0 checks."""
     import ftn
 
@@ -277,12 +311,12 @@ def evaluate_all(images: TestImages, runs_dir: Path, tuned: dict[str, Path]) -> 
         with torch.inference_mode():
             probe = images.sets[images.sigmas[0]][0][1][None]
             checks[name] = bool(torch.equal(model(probe, alpha=0.0), base(probe)))
-        try:
-            from ftn.levels import level_to_alpha
+        from ftn.levels import level_to_alpha
 
-            alphas = {s: level_to_alpha(model.metadata, s)[0] for s in images.sigmas}
-        except ValueError:
-            continue  # no calibration in this file
+        meta = calibration_of(model, path, calibration_images, calibration_grid)
+        if meta is None:
+            continue  # ends that are not two noise levels (the teacher run): nothing to calibrate
+        alphas = {s: level_to_alpha(meta, s)[0] for s in images.sigmas}
         calibrated[name] = {s: (ev(s, a), a) for s, a in alphas.items()}
         rows[f"tuned: {name} (calibrated)"] = calibrated[name]
     return {"rows": rows, "alpha0_exact": checks}
@@ -385,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=None, help="steps per tune run instead of --minutes")
     parser.add_argument("--images", type=int, default=68, help="BSD68 images for the CNNs (default all 68)")
     parser.add_argument("--bm3d-images", type=int, default=10, help="images BM3D runs on (slow; default 10)")
+    parser.add_argument("--calibration-images", type=int, default=6, help="Set14 images the level calibration is measured on")
     parser.add_argument("--crop", type=int, default=None, help="evaluate centre crops of this many pixels")
     parser.add_argument("--runs-dir", type=Path, default=RUNS)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "tune.md")
@@ -401,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         # one step: a step of the ftn tuner on the 17-layer base takes seconds on a busy 2-core CPU
         args.iters, args.images, args.crop, sigmas = 1, 2, args.crop or 64, [25, 50]
+        args.calibration_images = 2
         budget.update(batch_size=2, patch_size=32, checkpoint_every=1000)
     budget.update({"iters": args.iters} if args.iters else {"minutes": args.minutes})
     plan = [r for r in RUNS_PLAN if args.only is None or r.name in args.only]
@@ -419,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
             resources[run.name] = json.loads(resources_file.read_text())
 
     images = TestImages(sigmas, args.images, args.crop)
-    result = {"sigmas": sigmas, **evaluate_all(images, args.runs_dir, tuned)}
+    grid = (2, 3) if args.smoke else (6, 11)
+    result = {"sigmas": sigmas, **evaluate_all(images, args.runs_dir, tuned, args.calibration_images, grid)}
     bm3d = bm3d_row(images, args.images if args.smoke else args.bm3d_images, compute=not args.smoke)
     figure, figure_sigma = None, sigmas[len(sigmas) // 2]
     if "ftn" in tuned:

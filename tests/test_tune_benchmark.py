@@ -44,9 +44,10 @@ def test_smoke_run_writes_every_row_and_alpha_zero_is_the_base(tmp_path: Path) -
     text = out.read_text()
     assert "| model | sigma 25 | sigma 50 |" in text
     rows = [line.split(" | ")[0].removeprefix("| ") for line in text.splitlines() if line.startswith("| ")]
-    for kind in ("DnCNN-S-25", "DnCNN-S-50", "DnCNN-B", "DNI of S-25 and S-50", "tuned: ftn", "tuned: ftn-teacher",
-                 "BM3D (told the sigma)"):
+    for kind in ("DnCNN-S-25", "DnCNN-S-50", "DnCNN-B", "DNI of S-25 and S-50", "tuned: ftn", "tuned: ftn (calibrated)",
+                 "tuned: ftn-teacher", "BM3D (told the sigma)"):
         assert kind in rows, (kind, rows)
+    assert "tuned: ftn-teacher (calibrated)" not in rows  # its alpha 1 is the teacher, not a sigma
     assert "- ftn: yes" in text and "- ftn-teacher: yes" in text
     assert "sigma 50 within 0.3 dB of DnCNN-S-50" in text
     assert (tmp_path / "tune-crops.png").is_file()
