@@ -165,8 +165,9 @@ class TestImages:
 class Evaluator:
     """Mean PSNR of ``net(noisy, alpha)`` at one sigma, cached under the weights' hash and the settings."""
 
-    def __init__(self, images: TestImages, cache: Path, weights_id: str, forward) -> None:
+    def __init__(self, images: TestImages, cache: Path, weights_id: str, forward, device: torch.device) -> None:
         self.images, self.cache_path, self.weights_id, self.forward = images, cache, weights_id, forward
+        self.device = device
         self.cache = json.loads(cache.read_text()) if cache.is_file() else {}
 
     def __call__(self, sigma: int, alpha: float | None = None) -> float:
@@ -178,7 +179,7 @@ class Evaluator:
             values = []
             with torch.inference_mode():
                 for noisy, clean in self.images.batches(sigma):
-                    out = self.forward(noisy, alpha).clamp(0, 1)
+                    out = self.forward(noisy.to(self.device), alpha).clamp(0, 1).cpu()
                     values += [psnr(o, c) for o, c in zip(out, clean)]
             self.cache[key] = float(np.mean(values))
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
@@ -278,42 +279,45 @@ def calibration_of(model, path: Path, images: int, grid: tuple[int, int] = (6, 1
 
 
 def evaluate_all(images: TestImages, runs_dir: Path, tuned: dict[str, Path], calibration_images: int = 6,
-                 calibration_grid: tuple[int, int] = (6, 11)) -> dict:
+                 calibration_grid: tuple[int, int] = (6, 11), device: str | torch.device = "cpu") -> dict:
     """Every row of the table: {label: {sigma: (psnr, alpha or None)}}, plus the alpha-0 checks."""
     import ftn
 
+    device = torch.device(device)
     rows: dict[str, dict[int, tuple[float, float | None]]] = {}
     states = {}
     for label, file in PUBLISHED.items():
         path = DNCNN_DIR / file
         net = ftn.load_base(path).eval()
-        states[label] = net.state_dict()
-        ev = Evaluator(images, runs_dir / "published" / "eval.json", _sha256(path), lambda x, a, n=net: n(x))
+        states[label] = {k: v.clone() for k, v in net.state_dict().items()}
+        net.to(device)
+        ev = Evaluator(images, runs_dir / "published" / "eval.json", _sha256(path), lambda x, a, n=net: n(x), device)
         rows[label] = {s: (ev(s), None) for s in images.sigmas}
 
-    dni_net = ftn.load_base(DNCNN_DIR / "DnCNN-S-25.pth").eval()
+    dni_net = ftn.load_base(DNCNN_DIR / "DnCNN-S-25.pth").eval().to(device)
 
     def dni_forward(x: torch.Tensor, alpha: float) -> torch.Tensor:
         dni_net.load_state_dict(dni_blend(states["DnCNN-S-25"], states["DnCNN-S-50"], alpha))
         return dni_net(x)
 
     dni_id = "dni|" + _sha256(DNCNN_DIR / "DnCNN-S-25.pth")[:16] + "|" + _sha256(DNCNN_DIR / "DnCNN-S-50.pth")[:16]
-    ev = Evaluator(images, runs_dir / "published" / "eval.json", dni_id, dni_forward)
+    ev = Evaluator(images, runs_dir / "published" / "eval.json", dni_id, dni_forward, device)
     rows["DNI of S-25 and S-50"] = {s: best_alpha(ev, s)[::-1] for s in images.sigmas}
 
     base = ftn.load_base(DNCNN_DIR / "DnCNN-S-25.pth").eval()
     checks: dict[str, bool] = {}
     calibrated: dict[str, dict[int, tuple[float, float]]] = {}
     for name, path in tuned.items():
-        model = ftn.load(path).eval()
-        ev = Evaluator(images, path.parent / "eval.json", _sha256(path), lambda x, a, m=model: m(x, alpha=a))
-        rows[f"tuned: {name}"] = {s: best_alpha(ev, s)[::-1] for s in images.sigmas}
-        with torch.inference_mode():
-            probe = images.sets[images.sigmas[0]][0][1][None]
-            checks[name] = bool(torch.equal(model(probe, alpha=0.0), base(probe)))
         from ftn.levels import level_to_alpha
 
+        model = ftn.load(path).eval()
+        with torch.inference_mode():  # on the CPU, as the published base
+            probe = images.sets[images.sigmas[0]][0][1][None]
+            checks[name] = bool(torch.equal(model(probe, alpha=0.0), base(probe)))
         meta = calibration_of(model, path, calibration_images, calibration_grid)
+        model.to(device)
+        ev = Evaluator(images, path.parent / "eval.json", _sha256(path), lambda x, a, m=model: m(x, alpha=a), device)
+        rows[f"tuned: {name}"] = {s: best_alpha(ev, s)[::-1] for s in images.sigmas}
         if meta is None:
             continue  # ends that are not two noise levels (the teacher run): nothing to calibrate
         alphas = {s: level_to_alpha(meta, s)[0] for s in images.sigmas}
@@ -420,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=68, help="BSD68 images for the CNNs (default all 68)")
     parser.add_argument("--bm3d-images", type=int, default=10, help="images BM3D runs on (slow; default 10)")
     parser.add_argument("--calibration-images", type=int, default=6, help="Set14 images the level calibration is measured on")
+    parser.add_argument("--device", default="auto", help="tune and evaluate on this device (default: cuda if present)")
     parser.add_argument("--crop", type=int, default=None, help="evaluate centre crops of this many pixels")
     parser.add_argument("--runs-dir", type=Path, default=RUNS)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "tune.md")
@@ -431,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         return _child_tune(args.tune_one)
     if not (DNCNN_DIR.is_dir() and CBSD68.is_dir() and BSD432.is_dir()):
         raise SystemExit(f"tune: needs {DNCNN_DIR}, {CBSD68} and {BSD432} (never shipped; see ../shared/README.md)")
-    budget: dict = {"progress": not args.smoke}
+    budget: dict = {"progress": not args.smoke, "device": args.device}
     sigmas = SIGMAS
     if args.smoke:
         # one step: a step of the ftn tuner on the 17-layer base takes seconds on a busy 2-core CPU
@@ -456,7 +461,9 @@ def main(argv: list[str] | None = None) -> int:
 
     images = TestImages(sigmas, args.images, args.crop)
     grid = (2, 3) if args.smoke else (6, 11)
-    result = {"sigmas": sigmas, **evaluate_all(images, args.runs_dir, tuned, args.calibration_images, grid)}
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    result = {"sigmas": sigmas, **evaluate_all(images, args.runs_dir, tuned, args.calibration_images, grid, device)}
     bm3d = bm3d_row(images, args.images if args.smoke else args.bm3d_images, compute=not args.smoke)
     figure, figure_sigma = None, sigmas[len(sigmas) // 2]
     if "ftn" in tuned:
