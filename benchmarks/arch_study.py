@@ -226,9 +226,16 @@ def to_markdown(results: list[dict], threads: int) -> str:
         f"{images} CBSD68 images with photo-true sigma-50 noise, RGB PSNR on uint8, no crop; input PSNR "
         f"{results[0]['input_psnr']:.2f} dB. Inference: one 512 x 512 image, median of repeats.",
         "",
-        "| candidate | network | parameters | s/it (probe) | iterations | training wall (min) | PSNR (dB) | s / megapixel |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    lines += results_table(results)
+    lines += ["", "![PSNR against training time; PSNR against inference cost](arch-study.png)", ""]
+    return "\n".join(lines)
+
+
+def results_table(results: list[dict]) -> list[str]:
+    """The study's table and verdict as Markdown lines (also embedded in docs/quality.md by benchmarks.quality)."""
+    lines = ["| candidate | network | parameters | s/it (probe) | iterations | training wall (min) | PSNR (dB) | s / megapixel |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: -r["psnr"]):
         lines.append(f"| {r['name']} | {r['network']} | {r['params']:,} | {r['probe_s_per_it']:.3f} | {r['iterations']} | "
                      f"{r['wall_s'] / 60:.1f} | {r['psnr']:.2f} | {r['s_per_megapixel']:.2f} |")
@@ -236,8 +243,8 @@ def to_markdown(results: list[dict], threads: int) -> str:
     fastest = min(results, key=lambda r: r["s_per_megapixel"])
     lines += ["", f"Highest PSNR at this budget: **{best['name']}** ({best['psnr']:.2f} dB, "
               f"{best['s_per_megapixel']:.2f} s/MP). Cheapest to run: {fastest['name']} ({fastest['s_per_megapixel']:.2f} s/MP, "
-              f"{fastest['psnr']:.2f} dB).", "", "![PSNR against training time; PSNR against inference cost](arch-study.png)", ""]
-    return "\n".join(lines)
+              f"{fastest['psnr']:.2f} dB)."]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

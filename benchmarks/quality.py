@@ -311,7 +311,28 @@ def to_markdown(evaluations: list[tuple[str, dict]], limit: int | None, peer_res
             out += peers_markdown(peer_results[name])
         if not paper:
             out += ["The paper reports deJPEG results only in its supplementary material, which is not available here, so there is no paper column.", ""]
-    return "\n".join(out)
+    return "\n".join(out + provenance_markdown())
+
+
+def provenance_markdown() -> list[str]:
+    """How the shipped networks were chosen (the equal-time architecture study) and what their training cost
+    (the legs of the long runs), from the study's results (docs/arch-study.json) and the run folders."""
+    from benchmarks import arch_study, training_budget
+
+    out = ["## How the shipped networks were chosen and trained", ""]
+    study = Path(__file__).resolve().parents[1] / "docs" / "arch-study.json"
+    if study.is_file():
+        results = json.loads(study.read_text())
+        out += [f"**Base network.** Candidates trained for {results[0]['minutes']:g} min each of this CPU at sigma 50 "
+                f"(photo-true), tested on the first {results[0]['test_images']} CBSD68 images "
+                "(`python -m benchmarks.arch_study`, details in [arch-study.md](arch-study.md)):", ""]
+        out += arch_study.results_table(results) + ["", "![PSNR against training time; PSNR against inference cost](arch-study.png)", ""]
+    else:
+        out += ["**Base network.** The architecture study has not been run here (`python -m benchmarks.arch_study`).", ""]
+    out += ["**Training budget.** The long runs of `configs/ship/`, in legs on the CPU and on lent GPUs "
+            "(`python -m benchmarks.training_budget`, the plan in [training.md](training.md)):", ""]
+    out += training_budget.budget_tables(training_budget.stage_states())
+    return out + ["", "![validation PSNR against training time](training.png)", ""]
 
 
 def main(argv: list[str] | None = None) -> int:
