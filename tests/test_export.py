@@ -3,11 +3,8 @@ graph that takes alpha as its second input, checked against PyTorch with onnxrun
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import sys
-import types
 from types import ModuleType
 
 import numpy as np
@@ -17,6 +14,7 @@ import torch
 import ftn
 from ftn.cli import main
 from ftn.export import export_onnx, export_safetensors
+from ftn.external import import_spandrel
 
 LEVELS = [{"sigma": 20}, {"sigma": 80}]
 CALIBRATION = {"level_name": "sigma", "levels": [20, 50, 80], "alphas": [0.0, 0.6, 1.0]}
@@ -44,40 +42,13 @@ def _alpha_matters(model: ftn.TunableModel, x: torch.Tensor) -> float:
         return float((model(x, alpha=1.0) - model(x, alpha=0.0)).abs().max())
 
 
-def _torchvision_stub() -> dict[str, ModuleType]:
-    def unavailable(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("torchvision is stubbed in this test; this spandrel code path needs the real one")
-
-    vision = types.ModuleType("torchvision")
-    transforms = types.ModuleType("torchvision.transforms")
-    functional = types.ModuleType("torchvision.transforms.functional")
-    functional.InterpolationMode = type("InterpolationMode", (), {})
-    functional.rotate = functional.normalize = unavailable
-    vision.transforms, transforms.functional = transforms, functional
-    return {"torchvision": vision, "torchvision.transforms": transforms, "torchvision.transforms.functional": functional}
-
-
 @pytest.fixture(scope="module")
 def spandrel() -> ModuleType:
-    """spandrel, importable without torchvision.
-
-    spandrel declares torchvision as a dependency and imports three names from it at import time, for
-    two architectures that ESRGAN never touches (LaMa: ``rotate``, ``InterpolationMode``;
-    RestoreFormer: ``normalize``). This project does not install torchvision (.ci/run installs spandrel
-    with --no-deps), so where it is absent a stub whose functions raise stands in during the import
-    only, and is removed from ``sys.modules`` afterwards: a code path that used it would fail the test.
-    """
-    if importlib.util.find_spec("spandrel") is None:
-        pytest.skip("spandrel is not installed (pip install --no-deps spandrel, as .ci/run does)")
-    if "spandrel" in sys.modules or importlib.util.find_spec("torchvision") is not None:
-        return importlib.import_module("spandrel")
-    stubs = _torchvision_stub()
-    sys.modules.update(stubs)
+    """spandrel, importable without torchvision (:func:`ftn.external.import_spandrel` says why and how)."""
     try:
-        return importlib.import_module("spandrel")
-    finally:
-        for name in stubs:
-            sys.modules.pop(name, None)
+        return import_spandrel()
+    except ValueError as err:  # not installed: the message is the command that installs it
+        pytest.skip(str(err))
 
 
 # -- safetensors ----------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def _cmd_app(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .export import run_export
 
-    return run_export(args.model, args.out, fmt=args.format, alpha=args.alpha, level=args.level)
+    return run_export(args.model, args.out, fmt=args.format, alpha=args.alpha, level=args.level, layout=args.layout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,7 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model", required=True, help="a shipped model name or a model file")
     export.add_argument("--alpha", type=float, help="safetensors: the alpha to bake in (0 = the model's first level, 1 its second)")
     export.add_argument("--level", type=float, help="safetensors: a real level (e.g. sigma 50) instead of --alpha, via the calibration")
-    export.add_argument("--format", choices=["safetensors", "onnx"], help="default: from the suffix of -o")
+    export.add_argument("--format", choices=["safetensors", "pth", "onnx"], help="default: from the suffix of -o")
+    export.add_argument("--layout", choices=["original", "ftn"],
+                        help="with --alpha/--level: 'original' (the default for a model ftn tune made from another "
+                             "checkpoint) writes the plain base in that checkpoint's key layout (wrapper, prefix, key "
+                             "names; .pth or .safetensors), so the tool that read the original reads it; 'ftn' writes "
+                             "ftn's own safetensors")
     export.add_argument("-o", "--out", required=True, help="the file to write")
     export.set_defaults(func=_cmd_export)
 

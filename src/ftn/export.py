@@ -5,6 +5,13 @@ Two formats::
     ftn export --model denoise --alpha 0.5 -o denoise-a0.5.safetensors   # a plain AdaFM-Net at alpha 0.5
     ftn export --model denoise --format onnx -o denoise.onnx              # image + alpha -> image
 
+**The original checkpoint's key layout** (:func:`export_original`): a model tuned by ``ftn tune`` from
+someone else's checkpoint (read by spandrel or :func:`ftn.load_base`) records how that checkpoint
+stored its tensors (:mod:`ftn.external`); ``--alpha`` then writes the plain base at that alpha the
+same way, so the tool that read the original reads the export: ``-o x.pth`` a ``torch.save``'d dict
+of tensors with the original wrapper, prefix and key names (``torch.load(weights_only=True)`` reads
+it), ``-o x.safetensors`` the same keys flat. ``--layout ftn`` writes ftn's own safetensors instead.
+
 **safetensors** (:func:`export_safetensors`): the base architecture's own state dict at one alpha
 (``model.export(alpha)``), with ftn metadata. An RRDBNet keeps BasicSR's key names, so spandrel (and
 chaiNNer and ComfyUI, which load models through it) reads the file as an ESRGAN model. Only methods
@@ -50,11 +57,12 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .io import save
+from .io import base_record, save
 from .levels import alpha_to_level, describe_levels, level_name, level_to_alpha
 from .methods import ExportNotSupported, TunableModel
 
-__all__ = ["ONNX_FORMAT", "export_safetensors", "export_onnx", "check_onnx", "level_at", "run_export"]
+__all__ = ["ONNX_FORMAT", "export_safetensors", "export_original", "original_layout", "export_onnx", "check_onnx",
+           "level_at", "run_export"]
 
 #: ``format`` of the JSON written under the ONNX model's ``ftn`` metadata property.
 ONNX_FORMAT = "ftn-onnx/1"
@@ -125,6 +133,58 @@ def export_safetensors(
     written = {k: v for k, v in written.items() if v is not None}
     save(plain, path, **written)
     return written
+
+
+def original_layout(model: nn.Module) -> dict[str, Any] | None:
+    """The key layout of the checkpoint a tuned model's base was read from, or None when none is recorded.
+
+    From the tuned file's metadata (``tuned.base.layout``), else from a base network that
+    :func:`ftn.load_base` returned (its ``checkpoint_layout``).
+    """
+    layout = base_record(dict(getattr(model, "metadata", None) or {})).get("layout")
+    if layout is None and isinstance(model, TunableModel):
+        layout = getattr(model.base_network, "checkpoint_layout", None)
+    return layout if isinstance(layout, dict) else None
+
+
+def export_original(
+    model: TunableModel, path: str | os.PathLike, alpha: float, *, source: str | None = None
+) -> tuple[dict[str, Any], str]:
+    """Write the plain base at ``alpha`` in the original checkpoint's key layout (``.pth`` or ``.safetensors``).
+
+    Returns the metadata (as :func:`export_safetensors`; stored in a ``.safetensors`` file under
+    ``ftn_export``, not ``ftn``, so that ftn reads the file as the plain checkpoint it is) and a
+    one-line description of the layout written.
+
+    Raises:
+        ValueError: the model records no original layout, or ``path`` is neither ``.pth`` nor ``.safetensors``.
+        ExportNotSupported: the method has no exact plain equivalent.
+    """
+    from .external import write_original
+
+    model = _check_tunable(model)
+    layout = original_layout(model)
+    if layout is None:
+        raise ValueError("this model records no original checkpoint layout (its base was not read from another "
+                         "checkpoint); export it as ftn's own safetensors")
+    try:
+        plain = model.export(alpha)
+    except ExportNotSupported as err:
+        raise ExportNotSupported(f"no plain file for this model: {err}; ONNX export keeps the method") from None
+    meta: dict[str, Any] = dict(getattr(model, "metadata", None) or {})
+    written = {
+        "alpha": float(alpha),
+        "level": level_at(meta, alpha),
+        "source_model": source,
+        "source_method": model.method,
+        "source_levels": meta.get("levels"),
+        "ftn_version": _version(),
+    }
+    written = {k: v for k, v in written.items() if v is not None}
+    what = write_original(plain.state_dict(), layout, path, metadata={"ftn_export": json.dumps(written)})
+    if layout.get("note"):
+        what += f" ({layout['note']})"
+    return written, what
 
 
 class _WeightSpace(nn.Module):
@@ -260,19 +320,36 @@ def check_onnx(
 
 
 def run_export(
-    model_name: str, out: str, *, fmt: str | None = None, alpha: float | None = None, level: float | None = None
+    model_name: str, out: str, *, fmt: str | None = None, alpha: float | None = None, level: float | None = None,
+    layout: str | None = None,
 ) -> int:
     """``ftn export``: load a shipped model or a model file, write it as ``fmt``, say what was written.
 
+    ``layout`` (for ``--alpha``/``--level``): ``"original"`` (the default where the model records its
+    base checkpoint's layout: :func:`export_original`) or ``"ftn"`` (ftn's own safetensors). ``fmt``
+    ``"pth"`` (or ``-o x.pth``) is only for the original layout.
     Refusals are raised as one-line ``ValueError``s (the CLI prints them and exits with status 2).
     """
     from . import models
     from .io import load
 
-    fmt = fmt or {".safetensors": "safetensors", ".onnx": "onnx"}.get(Path(out).suffix.lower())
+    suffixes = {".safetensors": "safetensors", ".onnx": "onnx", ".pth": "pth", ".pt": "pth"}
+    fmt = fmt or suffixes.get(Path(out).suffix.lower())
     if fmt is None:
-        raise ValueError(f"cannot tell the format from {out!r}; pass --format safetensors or --format onnx")
-    model = _check_tunable(load(models.resolve(model_name)))
+        raise ValueError(f"cannot tell the format from {out!r}; pass --format safetensors, pth or onnx")
+    if layout not in (None, "original", "ftn"):
+        raise ValueError(f"--layout is 'original' or 'ftn', got {layout!r}")
+    model = _check_tunable(load(models.resolve(model_name))).eval()  # frozen norms: running statistics, in ONNX too
+    recorded = original_layout(model)
+    if layout == "original" and recorded is None:
+        raise ValueError(f"{model_name} records no original checkpoint layout (its base is an ftn model or your own "
+                         "module); leave out --layout original")
+    original = recorded is not None and layout != "ftn" and fmt != "onnx"
+    if fmt == "pth" and not original:
+        raise ValueError("a .pth export is written only in a tuned model's original checkpoint layout; "
+                         f"{'drop --layout ftn' if recorded else 'this model has none'}: write .safetensors")
+    if original and Path(out).suffix.lower() not in (".pth", ".pt", ".safetensors"):
+        raise ValueError(f"the original layout is written to a .pth or .safetensors file, got {out!r}")
     meta, spans = model.metadata, describe_levels(model.metadata)
     try:
         if fmt == "onnx":
@@ -293,13 +370,18 @@ def run_export(
             alpha, note = level_to_alpha(meta, level)
             if note:
                 print(note)
-        written = export_safetensors(model, out, alpha, source=model_name)
+        if original:
+            written, what = export_original(model, out, alpha, source=model_name)
+        else:
+            written = export_safetensors(model, out, alpha, source=model_name)
     except (ExportNotSupported, ImportError) as err:
         raise ValueError(str(err)) from None
     network = model.base_network
-    arch = getattr(network, "arch_name", None) or type(network).__name__
+    arch = getattr(network, "spandrel_arch", None) or getattr(network, "arch_name", None) or type(network).__name__
     serves = ", ".join(f"{k} {v:.3g}" for k, v in (written.get("level") or {}).items()) or "a level in between (the model has no calibration)"
-    print(f"wrote {out} ({_file_size(out)}): safetensors, a plain {arch} at alpha {alpha:g}, serving {serves} (the model spans {spans})")
+    kind = (f"{Path(out).suffix.lstrip('.')} in the original checkpoint's key layout: {what}" if original
+            else "safetensors in ftn's layout")
+    print(f"wrote {out} ({_file_size(out)}): {kind}; a plain {arch} at alpha {alpha:g}, serving {serves} (the model spans {spans})")
     return 0
 
 

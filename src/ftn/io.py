@@ -8,7 +8,10 @@ safetensors metadata key ``"ftn"``, a JSON object::
      "task": "denoise", "levels": [{"sigma": 20}, {"sigma": 80}], ...user metadata}
 
 so :func:`load` rebuilds the architecture, re-attaches the method to the same layers and loads the
-tensors, with no pickle anywhere.
+tensors, with no pickle anywhere. A tuned file whose base is a spandrel architecture records it under
+``"tuned": {"base": {"kind": "spandrel", "arch": ID, "layout": {...}}}`` (:mod:`ftn.external`):
+:func:`load` puts the base tensors back in the original checkpoint's key layout and lets spandrel
+build the network, which must detect the recorded architecture.
 """
 
 from __future__ import annotations
@@ -28,10 +31,22 @@ from torch import Tensor
 from .archs import ARCHS, build_arch
 from .methods import METHODS, TunableModel, attach
 
-__all__ = ["save", "load", "load_tunable", "load_base", "read_metadata", "read_state_dict", "FORMAT"]
+__all__ = ["save", "load", "load_tunable", "load_base", "base_record", "read_metadata", "read_state_dict",
+           "UnknownArchitecture", "FORMAT"]
 
 FORMAT = "ftn/1"
 _RESERVED = {"format", "arch", "arch_options", "method", "method_options", "targets", "allow_extrapolation"}
+
+
+class UnknownArchitecture(ValueError):
+    """:func:`load_base` cannot tell the architecture from the checkpoint's keys (``ftn tune`` then asks spandrel)."""
+
+
+def base_record(meta: dict[str, Any]) -> dict[str, Any]:
+    """Where a tuned file's base came from (``meta["tuned"]["base"]``, written by ``ftn tune``); {} when unknown."""
+    tuned = meta.get("tuned")
+    record = tuned.get("base") if isinstance(tuned, dict) else None
+    return record if isinstance(record, dict) else {}
 
 
 def _json_ready(value: Any, key: str) -> Any:
@@ -127,8 +142,9 @@ def load(path: str | os.PathLike, *, model: nn.Module | None = None) -> nn.Modul
     """Load a file written by :func:`save`.
 
     Returns a :class:`TunableModel` when the file holds a method, else the plain network. The
-    architecture is rebuilt from the metadata; for a network that is not in ``ftn.ARCHS``, pass an
-    instance of it as ``model``. The file's metadata is available as ``result.metadata``.
+    architecture is rebuilt from the metadata: an ``ftn.ARCHS`` one, or a spandrel architecture a
+    tuned file records (spandrel must be installed); for any other network, pass an instance of it as
+    ``model``. The file's metadata is available as ``result.metadata``.
     """
     path = Path(path)
     if not path.is_file():
@@ -136,6 +152,14 @@ def load(path: str | os.PathLike, *, model: nn.Module | None = None) -> nn.Modul
     meta = read_metadata(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not an ftn model file (metadata format {meta.get('format')!r}, expected {FORMAT!r})")
+    state: dict[str, Tensor] | None = None
+    origin = base_record(meta)
+    if model is None and meta.get("arch") not in ARCHS and origin.get("kind") == "spandrel":
+        from .external import base_state_from_tuned, rebuild_spandrel
+
+        state = read_state_dict(path)
+        targets = list(meta.get("targets") or []) if meta.get("method") is not None else []
+        model = rebuild_spandrel(origin, base_state_from_tuned(state, targets), str(path))
     if model is None:
         arch = meta.get("arch")
         if arch not in ARCHS:
@@ -157,7 +181,7 @@ def load(path: str | os.PathLike, *, model: nn.Module | None = None) -> nn.Modul
             **(meta.get("method_options") or {}),
         )
     network = result.model if isinstance(result, TunableModel) else result
-    state = read_state_dict(path)
+    state = read_state_dict(path) if state is None else state
     expected = network.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -273,21 +297,27 @@ def load_base(path: str | os.PathLike, arch: str | None = None, **arch_options: 
         net = ftn.load_base("RealESRGAN_x4plus.pth")
         model = ftn.attach(net, "ftn")
 
+    The returned network's ``checkpoint_layout`` attribute records how the file stored its tensors
+    (wrapper, ``module.`` prefix, keys the file lacks: :func:`ftn.external.describe_layout`), so
+    ``ftn export`` can write a tuned version back the same way (None if it cannot be recorded).
+
     Raises:
-        ValueError: unsafe or malformed file, unknown layout, or tensors that do not fit the network
-            (the message names missing, unexpected and mis-shaped keys).
+        UnknownArchitecture: (a ValueError) no ``arch`` given and the keys match no known layout.
+        ValueError: unsafe or malformed file, or tensors that do not fit the network (the message
+            names missing, unexpected and mis-shaped keys).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    state = _unwrap(read_state_dict(path), path)
+    raw = read_state_dict(path)
+    state = _unwrap(raw, path)
     is_rrdbnet = "conv_first.weight" in state and "body.0.rdb1.conv1.weight" in state
     if arch in (None, "rrdbnet") and is_rrdbnet:
         arch, arch_options = "rrdbnet", {**_rrdbnet_options(state), **arch_options}
     elif arch in (None, "dncnn") and "dncnn.0.weight" in state and all(k.startswith("dncnn.") for k in state):
         arch, arch_options = "dncnn", {**_dncnn_options(state), **arch_options}
     elif arch is None:
-        raise ValueError(
+        raise UnknownArchitecture(
             f"{path}: cannot tell the architecture from its keys ({sorted(state)[:3]} ...); "
             f"pass arch= one of {sorted(ARCHS)} and its options"
         )
@@ -311,4 +341,11 @@ def load_base(path: str | os.PathLike, arch: str | None = None, **arch_options: 
     if problems:
         raise ValueError(f"{path}: tensors do not fit {arch} {arch_options}: " + "; ".join(problems))
     network.load_state_dict(state, strict=True)
+    from .external import LayoutError, describe_layout
+
+    try:
+        network.checkpoint_layout = describe_layout(raw, network.state_dict(), file=path.suffix, wrappers=_WRAPPERS,
+                                                    prefixes=("module.",), where=str(path))
+    except LayoutError:  # keys that _unwrap strips one by one; the export then keeps ftn's own layout
+        network.checkpoint_layout = None
     return network.eval()

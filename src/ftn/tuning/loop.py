@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from ..io import load, load_base, read_metadata
+from ..io import UnknownArchitecture, load, load_base, read_metadata
 from ..io import save as save_model
 from ..methods import TunableModel, attach
 from ..methods.base import image_channels
@@ -65,7 +65,9 @@ def load_network(source: nn.Module | str | os.PathLike, what: str = "base") -> t
     """A plain network and a JSON record of where it came from.
 
     ``source``: an ``nn.Module`` (copied, so the caller's stays as it is), an ftn model file or a
-    shipped model's name (read with :func:`ftn.load`), or a checkpoint :func:`ftn.load_base` reads.
+    shipped model's name (read with :func:`ftn.load`), a checkpoint :func:`ftn.load_base` reads, or
+    one spandrel recognises (:func:`ftn.external.load_spandrel`). A checkpoint's record includes its
+    original key layout, for ``ftn export`` (:mod:`ftn.external`).
 
     Raises:
         FileNotFoundError: no such file or shipped name. ValueError: unreadable, or a model that
@@ -92,12 +94,19 @@ def load_network(source: nn.Module | str | os.PathLike, what: str = "base") -> t
                          "arch_options": meta.get("arch_options")}
     try:
         network = load_base(path)
+    except UnknownArchitecture:
+        # Not an architecture ftn has: spandrel's (if installed), recorded by its id and the original
+        # key layout, {"kind": "spandrel", ...}; loading looks the id up in spandrel's registry only.
+        from ..external import load_spandrel
+
+        return load_spandrel(path)
     except (ValueError, FileNotFoundError):
         raise
     except Exception as err:  # safetensors' or torch's own errors on a damaged file: one line
         raise ValueError(f"cannot read {what} {path}: {' '.join(str(err).split())[:200]}") from None
     return network, {"kind": "load_base", "path": os.fspath(source), "arch": getattr(network, "arch_name", None),
-                     "arch_options": getattr(network, "arch_options", None)}
+                     "arch_options": getattr(network, "arch_options", None),
+                     "layout": getattr(network, "checkpoint_layout", None)}
 
 
 def _pick_device(device: str | torch.device) -> torch.device:
