@@ -193,7 +193,7 @@ def test_tuned_external_base_rebuilds_and_exports_in_the_original_layout(case, s
             while any(isinstance(v, dict) for v in inner.values()):
                 inner = next(v for v in inner.values() if isinstance(v, dict))
             assert written.keys() == inner.keys()
-        descriptor = spandrel.ModelLoader().load_from_state_dict(written)
+        descriptor = spandrel.ModelLoader().load_from_file(str(exported))  # as chaiNNer and ComfyUI read it
         assert str(descriptor.architecture.id) == case.arch
         with torch.no_grad():
             got = descriptor.model.eval()(x)
@@ -349,3 +349,41 @@ def test_the_torchvision_stub_is_gone_after_the_import(spandrel) -> None:
 
     if importlib.util.find_spec("torchvision") is None:
         assert "torchvision" not in sys.modules and "torchvision.transforms.functional" not in sys.modules
+
+
+def test_a_tensor_spandrel_changed_keeps_spandrels_own_keys(spandrel, tmp_path, monkeypatch, capsys) -> None:
+    """Where the loaded tensors cannot be matched to the file's, the record keeps spandrel's own keys
+    (it reads them back), the tuned file still rebuilds, and the export says which layout it wrote."""
+    import ftn.external as external
+
+    def unmatched(*args, **kwargs):
+        raise external.LayoutError("x: the network's tensor 'w' equals no tensor of the file")
+
+    monkeypatch.setattr(external, "describe_layout", unmatched)
+    path, original = _checkpoint(CASES[0], spandrel, tmp_path)
+    network, record = load_network(path)
+    assert record["layout"]["wrapper"] == [] and "spandrel's own key layout" in record["layout"]["note"]
+    model = _tuned(network, "ftn")
+    out = tmp_path / "tuned.safetensors"
+    ftn.save(model, out, tuned={"base": record})
+    x = _image(3)
+    with torch.no_grad():
+        assert torch.equal(ftn.load(out)(x, alpha=0.3), model(x, alpha=0.3))
+    exported = tmp_path / "export.pth"
+    assert main(["export", "--model", str(out), "--alpha", "0.3", "-o", str(exported)]) == 0
+    assert "spandrel's own key layout" in capsys.readouterr().out
+    assert list(torch.load(exported, weights_only=True)) == list(original["params_ema"])
+
+
+def test_export_layout_ftn_keeps_ftns_own_file(spandrel, tmp_path, capsys) -> None:
+    path, _ = _checkpoint(next(c for c in CASES if c.name == "rrdbnet-basicsr"), spandrel, tmp_path)
+    network, record = load_network(path)
+    model = _tuned(network, "ftn")
+    out = tmp_path / "tuned.safetensors"
+    ftn.save(model, out, tuned={"base": record})
+    exported = tmp_path / "export.safetensors"
+    assert main(["export", "--model", str(out), "--alpha", "0.3", "--layout", "ftn", "-o", str(exported)]) == 0
+    assert "ftn's layout" in capsys.readouterr().out
+    x = _image(3)
+    with torch.no_grad():
+        torch.testing.assert_close(ftn.load(exported)(x), model(x, alpha=0.3), rtol=0, atol=1e-6)

@@ -183,7 +183,7 @@ def export_original(
     written = {k: v for k, v in written.items() if v is not None}
     what = write_original(plain.state_dict(), layout, path, metadata={"ftn_export": json.dumps(written)})
     if layout.get("note"):
-        what += f" ({layout['note']})"
+        what += f"; {layout['note']}"
     return written, what
 
 
@@ -379,7 +379,7 @@ def run_export(
     network = model.base_network
     arch = getattr(network, "spandrel_arch", None) or getattr(network, "arch_name", None) or type(network).__name__
     serves = ", ".join(f"{k} {v:.3g}" for k, v in (written.get("level") or {}).items()) or "a level in between (the model has no calibration)"
-    kind = (f"{Path(out).suffix.lstrip('.')} in the original checkpoint's key layout: {what}" if original
+    kind = (f"{Path(out).suffix.lstrip('.')} in the original checkpoint's key layout ({what})" if original
             else "safetensors in ftn's layout")
     print(f"wrote {out} ({_file_size(out)}): {kind}; a plain {arch} at alpha {alpha:g}, serving {serves} (the model spans {spans})")
     return 0

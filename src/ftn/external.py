@@ -359,37 +359,37 @@ def write_original(state: Mapping[str, Tensor], layout: Mapping[str, Any], path:
 
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix not in (".pth", ".pt", ".safetensors"):
+        raise ValueError(f"cannot write {path}: the original key layout is written as .pth or .safetensors")
     obj = to_original(state, layout)
     wrapper, prefix = list(layout.get("wrapper") or []), str(layout.get("prefix") or "")
-    if suffix == ".safetensors":
-        inner = obj
-        for key in wrapper:
-            inner = inner[key]
-        flat = {k: v.contiguous() for k, v in inner.items()}
-        what = f"flat keys{f' with prefix {prefix!r}' if prefix else ''}"
-        if wrapper:
-            what += f" (the original's {'/'.join(wrapper)} wrapper left out: safetensors files are flat)"
-    elif suffix in (".pth", ".pt"):
-        what = f"{'/'.join(wrapper) + ' -> ' if wrapper else ''}keys{f' with prefix {prefix!r}' if prefix else ''}"
-        if layout.get("copies"):
-            what += f", also under {', '.join(layout['copies'])}"
-    else:
-        raise ValueError(f"cannot write {path}: the original key layout is written as .pth or .safetensors")
+    parts = []
+    if wrapper and suffix == ".safetensors":
+        parts.append(f"flat: the original's {'/'.join(wrapper)} wrapper left out, as safetensors files cannot nest")
+    elif wrapper:
+        copies = layout.get("copies") or []
+        parts.append(f"under {'/'.join(wrapper)}{' and ' + ', '.join(copies) if copies else ''}")
+    if prefix:
+        parts.append(f"key prefix {prefix!r}")
+    if layout.get("rename"):
+        parts.append(f"{len(layout['rename'])} keys renamed back to the original's names")
+    if layout.get("model_only"):
+        parts.append(f"{len(layout['model_only'])} tensors the original lacks left out")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
         if suffix == ".safetensors":
-            save_file(flat, str(tmp), metadata=dict(metadata or {}))
+            inner = obj
+            for key in wrapper:
+                inner = inner[key]
+            save_file({k: v.contiguous() for k, v in inner.items()}, str(tmp), metadata=dict(metadata or {}))
         else:
             torch.save(obj, tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    renamed = len(layout.get("rename") or {})
-    if renamed:
-        what += f", {renamed} keys renamed back to the original's names"
-    return what
+    return ", ".join(parts) or "the same keys"
 
 
 def base_state_from_tuned(state: Mapping[str, Tensor], targets: Iterable[str]) -> dict[str, Tensor]:

@@ -1,15 +1,18 @@
 """``ftn tune`` (:func:`ftn.tune`): give a level slider to a network someone else trained (first version).
 
-A frozen base (an ``nn.Module``, an ftn model file or shipped name, or a checkpoint
-:func:`ftn.load_base` reads) gets a tuner (FTN by default) trained at alpha 1 for level 2: a noise or
+A frozen base (an ``nn.Module``, an ftn model file or shipped name, a checkpoint :func:`ftn.load_base`
+reads, or one spandrel recognises: :mod:`ftn.external`) gets a tuner (FTN by default) trained at alpha 1 for level 2: a noise or
 JPEG level (:mod:`ftn.tuning.specs`), a teacher model's output, or the user's own before/after pairs
 (:mod:`ftn.tuning.data`). alpha 0 stays the base, checked bit for bit before training starts::
 
     import ftn
     ftn.tune(net, from_="noise:25", to="noise:50", data="photos/", iters=2000, out="tuned.safetensors")
 
-Not yet: a level -> alpha calibration after training, spandrel bases, export in the original key
-layout, batch and patch sizes chosen from free memory.
+The tuned file rebuilds its base (an ftn architecture; a spandrel one by its id and the original
+checkpoint's key layout; a user's own class with ``ftn.load(path, model=...)``), and ``ftn export
+--alpha A`` writes the plain base at A in the original checkpoint's key layout (:mod:`ftn.export`).
+
+Not yet: a level -> alpha calibration after training, batch and patch sizes chosen from free memory.
 """
 
 from typing import Any

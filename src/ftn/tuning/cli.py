@@ -27,7 +27,8 @@ def add_parser(subparsers: Any) -> None:
 
     p = subparsers.add_parser("tune", help="give a level slider to a trained network: train a tuner on the frozen base",
                               description=DESCRIPTION)
-    p.add_argument("base", help="the base: an ftn model file, a shipped model's name, or a checkpoint ftn.load_base reads")
+    p.add_argument("base", help="the base: an ftn model file, a shipped model's name, a checkpoint ftn.load_base reads, "
+                                "or one spandrel recognises (pip install --no-deps 'spandrel>=0.4,<0.5')")
     p.add_argument("--from", dest="from_", metavar="SPEC", help="level 1, what the base was trained for (default: 'base')")
     p.add_argument("--to", metavar="SPEC", help="level 2: noise:SIGMA[,clip|,unclipped] or jpeg:QUALITY")
     p.add_argument("--teacher", metavar="MODEL", help="level 2 is this model's output on the same input")
