@@ -10,31 +10,41 @@ that serves every level up to a second one, chosen at run time by alpha in [0, 1
         y = model(x)
     plain = model.export(0.5)                  # a plain AdaFM-Net with the alpha=0.5 weights
 
+Several knobs, more than two levels: ``ftn.attach_axes(net, "ftn", [ftn.AxisSpec("sigma", 4), "quality"])``
+(:mod:`ftn.methods.axes`).
+
 This module stays light: it imports torch and the library's core only.
 """
 
 from .archs import ARCHS, build_arch
+from .axes_io import load_axes, save_axes
 from .control import Control, check_alpha
 from .io import load, load_base, save
 from .levels import Levels
-from .methods import METHODS, Capabilities, ExportNotSupported, TunableModel, attach
+from .methods import METHODS, AxesModel, AxisSpec, Capabilities, ExportNotSupported, TunableModel, attach, attach_axes, merge_axes
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ARCHS",
     "METHODS",
+    "AxesModel",
+    "AxisSpec",
     "Capabilities",
     "Control",
     "ExportNotSupported",
     "Levels",
     "TunableModel",
     "attach",
+    "attach_axes",
     "build_arch",
     "check_alpha",
     "load",
+    "load_axes",
     "load_base",
+    "merge_axes",
     "save",
+    "save_axes",
     "__version__",
 ]
 

@@ -1,4 +1,5 @@
-"""Tuning methods, each a plug-in over any conv net: FTN and the baselines DNI, AdaFM, CFSNet, Dynamic-Net."""
+"""Tuning methods, each a plug-in over any conv net: FTN and the baselines DNI, AdaFM, CFSNet, Dynamic-Net;
+multi-axis, multi-anchor models of FTN and DNI in :mod:`ftn.methods.axes`."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import torch.nn as nn
 from ..control import AlphaLike
 from . import adafm, cfsnet, dni, dynamic_net, ftn
 from ._kernels import KERNEL_LAYERS
+from .axes import AxesModel, AxisSpec, attach_axes, merge_axes
 from .base import Capabilities, ExportNotSupported, MethodSpec, TunableLayer, TunableModel, select_targets
 
-__all__ = ["METHODS", "attach", "Capabilities", "ExportNotSupported", "MethodSpec", "TunableLayer", "TunableModel"]
+__all__ = ["METHODS", "attach", "Capabilities", "ExportNotSupported", "MethodSpec", "TunableLayer", "TunableModel",
+           "AxesModel", "AxisSpec", "attach_axes", "merge_axes"]
 
 #: name -> spec (config class, layer factory, default targets, capabilities of the default options)
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (ftn.SPEC, dni.SPEC, adafm.SPEC, cfsnet.SPEC, dynamic_net.SPEC)}
