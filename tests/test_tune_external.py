@@ -214,6 +214,9 @@ def test_ftn_tune_on_a_spandrel_checkpoint(case, spandrel, tmp_path) -> None:
     with torch.no_grad():
         assert torch.equal(model(x, alpha=0.0), network(x))
         assert not torch.equal(model(x, alpha=1.0), network(x))
+    photo = next((tmp_path / "photos").iterdir())
+    assert main(["run", "-i", str(photo), "-o", str(tmp_path / "run.png"), "--model", str(out), "--alpha", "0.5"]) == 0
+    assert Image.open(tmp_path / "run.png").size == Image.open(photo).size
 
 
 @needs_dncnn
@@ -387,3 +390,18 @@ def test_export_layout_ftn_keeps_ftns_own_file(spandrel, tmp_path, capsys) -> No
     x = _image(3)
     with torch.no_grad():
         torch.testing.assert_close(ftn.load(exported)(x), model(x, alpha=0.3), rtol=0, atol=1e-6)
+
+
+def test_a_half_precision_checkpoint_is_written_back_in_half(spandrel, tmp_path) -> None:
+    """The network computes in float32; the record keeps the file's float16, so the export is half again."""
+    torch.manual_seed(0)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in _esrgan(spandrel).state_dict().items()}
+    path = tmp_path / "half.pth"
+    torch.save({"params_ema": state}, path)
+    network, record = load_network(path)
+    assert next(network.parameters()).dtype == torch.float32
+    assert set(record["layout"]["dtypes"].values()) == {"float16"}
+    back = to_original(network.state_dict(), record["layout"])["params_ema"]
+    assert list(back) == list(state)
+    for key, value in state.items():
+        assert back[key].dtype == value.dtype and torch.equal(back[key], value), key
