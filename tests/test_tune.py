@@ -6,6 +6,7 @@ patches, batches of 2, a few steps, images written to a temporary folder.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from PIL import Image
 import ftn
 from ftn.cli import main as cli_main
 from ftn.io import read_metadata, read_state_dict
-from ftn.levels import describe_levels
+from ftn.levels import describe_levels, level_to_alpha
 from ftn.train import read_checkpoint_info
 from ftn.tuning import (
     BaseSpec,
@@ -134,8 +135,13 @@ def files(tmp_path_factory) -> dict[str, Path]:
     ftn.save(ftn.build_arch("adafm_net", **TINY), root / "base.safetensors", task="denoise", levels=[{"sigma": 25}])
     torch.manual_seed(1)
     ftn.save(ftn.build_arch("adafm_net", **TINY), root / "teacher.safetensors")
-    return {k: root / k for k in ("clean", "noisy")} | {"base": root / "base.safetensors",
-                                                          "teacher": root / "teacher.safetensors", "root": root}
+    _ramps(root / "seven", 7, 40, 2)  # enough to hold 2 out for the calibration
+    torch.manual_seed(2)
+    grey = ftn.build_arch("dncnn", size="mini", in_channels=1, out_channels=1, channels=8, depth=4)
+    ftn.save(grey, root / "grey-dncnn.safetensors")
+    return {k: root / k for k in ("clean", "noisy", "seven")} | {
+        "base": root / "base.safetensors", "teacher": root / "teacher.safetensors", "root": root,
+        "grey": root / "grey-dncnn.safetensors"}
 
 
 def _probe(channels: int = 3) -> torch.Tensor:
@@ -165,7 +171,12 @@ def test_each_level_form_tunes_and_keeps_the_base_at_alpha_0(files, tmp_path, fo
     assert meta["tuned"]["base"] == {"kind": "ftn", "file": "base.safetensors", "arch": "adafm_net",
                                      "arch_options": ftn.load(files["base"]).arch_options}
     assert meta["tuned"]["iterations"] == 3 and meta["tuned"]["method"] == "ftn"
-    assert "calibration" not in meta  # the base's metadata is not carried over; no calibration yet
+    if form == "noise":  # two levels of one task: calibrated, on training images (4 < 6: none held out)
+        assert meta["calibration"]["level_name"] == "sigma" and meta["calibration"]["levels"][::5] == [25, 50]
+        assert meta["tuned"]["calibration"]["held_out"] is False and meta["tuned"]["held_out"] == []
+        assert "training files" in meta["calibration"]["source"]
+    else:  # the base's metadata (its calibration) is not carried over, and these ends have no numeric level
+        assert "calibration" not in meta and meta["tuned"]["calibration"].startswith("none: ")
     assert meta.get("task") == {"noise": "denoise", "jpeg": "dejpeg"}.get(form)
 
 
@@ -231,6 +242,32 @@ def test_resume_is_bit_exact(files, tmp_path, monkeypatch) -> None:
     assert read_metadata(resumed)["tuned"]["iterations"] == 6
 
 
+def test_resume_keeps_the_sizes_chosen_from_free_memory(files, tmp_path, monkeypatch) -> None:
+    from ftn.tuning import loop as loop_module
+
+    run = {"iters": 4, "progress": False, "device": "cpu", "from_": "noise:25", "to": "noise:50", "data": files["clean"]}
+    straight = tune(files["base"], out=tmp_path / "straight.safetensors", **run)
+    sizes = read_metadata(straight)["tuned"]
+    assert (sizes["batch_size"], sizes["patch_size"]) == (8, 32)  # the CPU's batch cap; no image under the patch
+    original = data_module.SpecSource.batch
+
+    def ctrl_c_at_step_2(self, step, batch_size, device):
+        if step == 2:
+            raise KeyboardInterrupt
+        return original(self, step, batch_size, device)
+
+    out = tmp_path / "resumed.safetensors"
+    monkeypatch.setattr(data_module.SpecSource, "batch", ctrl_c_at_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        tune(files["base"], out=out, **run)
+    monkeypatch.setattr(data_module.SpecSource, "batch", original)
+    monkeypatch.setattr(loop_module, "free_memory", lambda device: (1000, "almost nothing"))  # memory has changed
+    resumed = tune(files["base"], out=out, resume=True, **run)
+    a, b = read_state_dict(straight), read_state_dict(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (read_metadata(resumed)["tuned"]["batch_size"], read_metadata(resumed)["tuned"]["patch_size"]) == (8, 32)
+
+
 def test_minutes_budget_stops(files, tmp_path, monkeypatch) -> None:
     from ftn.tuning import loop as loop_module
 
@@ -239,6 +276,118 @@ def test_minutes_budget_stops(files, tmp_path, monkeypatch) -> None:
     kwargs = dict(FAST, iters=None, minutes=1.0)
     out = tune(files["base"], to="noise:50", data=files["clean"], out=tmp_path / "m.safetensors", **kwargs)
     assert 1 <= read_metadata(out)["tuned"]["iterations"] <= 3
+
+
+# -- each level form through the command, then ftn run ---------------------------------------------
+
+SMALL = ["--iters", "2", "--batch-size", "2", "--patch-size", "16", "--no-progress", "--device", "cpu"]
+
+# form: (level arguments, --data?, sizes given?, ftn run's level arguments, (level name, alpha-0 level, alpha-1 level))
+FORMS = {
+    "noise clip": (["--from", "noise:25", "--to", "noise:50"], True, False, ["--level", "40"], ("sigma", 25, 50)),
+    "noise unclipped": (["--from", "noise:15,unclipped", "--to", "noise:50,unclipped"], True, True, ["--level", "30"],
+                        ("sigma", 15, 50)),
+    "jpeg": (["--from", "jpeg:40", "--to", "jpeg:10"], True, True, ["--level", "20"], ("quality", 40, 10)),
+    "teacher": (["--teacher", "TEACHER"], True, True, ["--alpha", "0.5"], None),
+    "pairs": (["--pairs", "NOISY", "CLEAN"], False, True, ["--alpha", "0.5"], None),
+}
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_cli_each_level_form_makes_a_file_ftn_run_runs(files, tmp_path, capsys, form) -> None:
+    levels, with_data, sized, run_args, calibrated = FORMS[form]
+    names = {"TEACHER": files["teacher"], "NOISY": files["noisy"], "CLEAN": files["clean"]}
+    levels = [str(names.get(a, a)) for a in levels]
+    out = tmp_path / "tuned.safetensors"
+    argv = ["tune", str(files["base"]), *levels, "-o", str(out), *(["--data", str(files["seven"])] if with_data else []),
+            *(SMALL if sized else ["--iters", "2", "--no-progress", "--device", "cpu"])]
+    assert cli_main(argv) == 0
+    said = capsys.readouterr().out
+    meta = read_metadata(out)
+    if calibrated is None:
+        assert "calibration" not in meta and "--alpha 0.5" in said
+    else:
+        name, first, last = calibrated
+        calibration = meta["calibration"]
+        assert calibration["level_name"] == name and "held-out files" in calibration["source"]
+        assert sorted(calibration["levels"]) == calibration["levels"] and {first, last} == {calibration["levels"][0],
+                                                                                            calibration["levels"][-1]}
+        ordered = calibration["alphas"] if first < last else calibration["alphas"][::-1]  # from alpha-0's level on
+        assert ordered == sorted(ordered), calibration  # monotone: a level nearer level 2 never gets a smaller alpha
+        assert meta["tuned"]["held_out"] == ["01.png", "04.png"] == meta["tuned"]["calibration"]["images"]
+        assert meta["tuned"]["calibration"]["held_out"] is True and "--level" in said
+    if not sized:  # chosen from free memory: the CPU's caps, the patch no larger than the 40 px images
+        assert (meta["tuned"]["batch_size"], meta["tuned"]["patch_size"]) == (8, 32)
+        assert meta["tuned"]["sizes"].startswith("chosen from")
+    image = files["clean"] / "00.png"
+    result = tmp_path / "result.png"
+    assert cli_main(["run", "-i", str(image), "-o", str(result), "--model", str(out), *run_args]) == 0
+    assert Image.open(result).size == Image.open(image).size
+    if calibrated is None:  # no level to ask for: one line that says to use --alpha
+        code = cli_main(["run", "-i", str(image), "-o", str(tmp_path / "no.png"), "--model", str(out), "--level", "40"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "\n" not in err and "--alpha" in err and not (tmp_path / "no.png").exists()
+
+
+def test_held_out_images_never_give_training_patches(files, tmp_path, monkeypatch) -> None:
+    seen: list[list[str]] = []
+    original = data_module._sampler
+
+    def spy(*args, **kwargs):
+        sampler = original(*args, **kwargs)
+        seen.append(list(sampler.names))
+        return sampler
+
+    monkeypatch.setattr(data_module, "_sampler", spy)
+    out = tune(files["base"], from_="noise:25", to="noise:50", data=files["seven"], out=tmp_path / "t.safetensors", **FAST)
+    assert seen == [["00.png", "02.png", "03.png", "05.png", "06.png"]]
+    assert read_metadata(out)["tuned"]["held_out"] == ["01.png", "04.png"]
+    seen.clear()
+    out = tune(files["base"], from_="noise:25", to="noise:50", data=files["seven"], out=tmp_path / "n.safetensors",
+               calibrate=False, **FAST)
+    meta = read_metadata(out)
+    assert len(seen[0]) == 7 and "calibration" not in meta and meta["tuned"]["calibration"].startswith("none (--no-calibrate)")
+
+
+# -- a tuned file through the product: ftn run, ftn info, ftn export, the app -----------------------
+
+@pytest.mark.parametrize("base", ["grey", "base"])  # a grey DnCNN (1 channel, BatchNorm) and an RGB AdaFM-Net mini
+def test_a_tuned_file_through_run_info_export_and_the_app(files, tmp_path, capsys, base) -> None:
+    out = tmp_path / "tuned.safetensors"
+    assert cli_main(["tune", str(files[base]), "--from", "noise:25,unclipped", "--to", "noise:50,unclipped", "--data",
+                     str(files["seven"]), "-o", str(out), *SMALL]) == 0
+    model = ftn.load(out).eval()
+    meta = read_metadata(out)
+    image = files["clean"] / "00.png"  # RGB: a grey model runs it one channel at a time
+    assert cli_main(["run", "-i", str(image), "-o", str(tmp_path / "r.png"), "--model", str(out), "--level", "40"]) == 0
+    capsys.readouterr()
+
+    assert cli_main(["info", str(out)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert {"base", "from", "to", "method", "iterations", "calibration", "held_out", "sizes"} <= set(shown["tuned"])
+    assert shown["calibration"]["level_name"] == "sigma" and shown["levels"] == [{"sigma": 25}, {"sigma": 50}]
+
+    x = torch.rand(1, model.image_channels, 24, 24, generator=torch.Generator().manual_seed(3))
+    alpha40, _ = level_to_alpha(meta, 40)
+    for args, alpha in ((["--alpha", "0.5"], 0.5), (["--level", "40"], alpha40)):
+        plain_path = tmp_path / f"plain-{args[0][2:]}.safetensors"
+        assert cli_main(["export", "--model", str(out), *args, "-o", str(plain_path)]) == 0
+        plain = ftn.load(plain_path).eval()
+        with torch.no_grad():
+            assert torch.allclose(plain(x), model(x, alpha=alpha), atol=1e-5)
+    assert cli_main(["export", "--model", str(out), "-o", str(tmp_path / "t.onnx")]) == 0, capsys.readouterr().err
+
+    pytest.importorskip("gradio")
+    from ftn.app.controls import end_labels
+    from ftn.app.engine import ModelCache, auto_alpha, run_model
+
+    served = ModelCache().get(str(out))
+    assert end_labels(served.metadata) == ("sigma 25", "sigma 50")
+    rgb = torch.rand(3, 24, 24, generator=torch.Generator().manual_seed(4))
+    got = run_model(served, rgb, alpha40)
+    assert got.shape == rgb.shape and torch.isfinite(got).all()
+    alpha, line = auto_alpha(served.metadata, rgb, None)  # the calibration serves the app's "Auto level"
+    assert 0.0 <= alpha <= 1.0 and "sigma" in line
 
 
 # -- the command and its refusals ------------------------------------------------------------------
@@ -267,6 +416,10 @@ def _hostile_cases(files: dict[str, Path], tmp: Path) -> dict[str, tuple[list[st
     Image.new("RGB", (48, 32)).save(tmp / "tgt2" / "a.png")
     ftn.save(ftn.build_arch("adafm_net", size="mini", channels=8, blocks=1, out_channels=1), tmp / "one.safetensors")
     (tmp / "junk.pth").write_bytes(b"not a checkpoint at all")
+    (tmp / "random.safetensors").write_bytes(np.random.default_rng(0).bytes(300))
+    (tmp / "empty.pth").write_bytes(b"")
+    (tmp / "empty").mkdir()
+    data = ["--data", str(files["clean"])]
     return {
         "missing data": ([base, "--to", "noise:50"] + common, "--data"),
         "data folder absent": ([base, "--to", "noise:50", "--data", str(tmp / "nowhere")] + common, "no folder"),
@@ -286,6 +439,19 @@ def _hostile_cases(files: dict[str, Path], tmp: Path) -> dict[str, tuple[list[st
                             + common, "--data is not used with --pairs"),
         "zero iters": ([base, "--to", "noise:50", "--data", str(files["clean"]), "--iters", "0",
                         "--no-progress"], "iters must be a positive"),
+        "negative iters": ([base, "--to", "noise:50", *data, "--iters", "-1", "--no-progress"], "iters must be a positive"),
+        "nan iters": ([base, "--to", "noise:50", *data, "--iters", "nan", "--no-progress"], "--iters needs a whole number"),
+        "nan minutes": ([base, "--to", "noise:50", *data, "--minutes", "nan", "--no-progress"], "minutes must be a positive"),
+        "iters and minutes": ([base, "--to", "noise:50", *data, "--iters", "2", "--minutes", "1"], "not both"),
+        "zero batch": ([base, "--to", "noise:50", *data, "--batch-size", "0"], "batch_size must be a positive"),
+        "negative hold-out": ([base, "--from", "noise:25", "--to", "noise:50", *data, "--hold-out", "-1"] + common,
+                              "held-out images must be a whole number >= 0"),
+        "empty data folder": ([base, "--to", "noise:50", "--data", str(tmp / "empty")] + common, "no images in"),
+        "random bytes base": ([str(tmp / "random.safetensors"), "--to", "noise:50", *data] + common, "cannot read base"),
+        "empty base file": ([str(tmp / "empty.pth"), "--to", "noise:50", *data] + common, "refused to load"),
+        "not safetensors": ([base, "--to", "noise:50", *data, "-o", str(tmp / "out" / "tuned.pth")] + common,
+                            "must be a .safetensors file"),
+        "no output": ([base, "--to", "noise:50", *data] + common, "-o OUT"),
     }
 
 
@@ -295,12 +461,29 @@ def test_hostile_inputs_stop_with_one_line_and_write_nothing(files, tmp_path, ca
     for name, (argv, match) in cases.items():
         out = tmp_path / "out" / f"{name.replace(' ', '-')}.safetensors"
         out.parent.mkdir(exist_ok=True)
-        code = cli_main(["tune", *argv, "-o", str(out)])
+        code = cli_main(["tune", *argv, *([] if "-o" in argv or name == "no output" else ["-o", str(out)])])
         err = capsys.readouterr().err.strip()
         assert code == 2, name
         assert err.count("\n") == 0 and err.startswith("ftn tune: error: "), (name, err)
         assert re.search(match, err), (name, err)
         assert list(out.parent.iterdir()) == [], (name, list(out.parent.iterdir()))
+
+
+@pytest.mark.parametrize(("which", "base_name", "out_name", "message"), [
+    ("base", "b.safetensors", "b.safetensors", "the output {out} is the base file itself"),
+    ("teacher", "b.safetensors", "t.safetensors", "the output {out} is the teacher file itself"),
+    ("checkpoint", "b.checkpoint.safetensors", "b.safetensors", "the output's checkpoint {ckpt} would be the base file"),
+])
+def test_the_output_never_overwrites_an_input(files, tmp_path, capsys, which, base_name, out_name, message) -> None:
+    base, teacher, out = tmp_path / base_name, tmp_path / "t.safetensors", tmp_path / out_name
+    base.write_bytes(files["base"].read_bytes())
+    teacher.write_bytes(files["teacher"].read_bytes())
+    before = {f.name: f.read_bytes() for f in tmp_path.iterdir()}
+    code = cli_main(["tune", str(base), "--teacher", str(teacher), "--data", str(files["clean"]), "-o", str(out)] + SMALL)
+    err = capsys.readouterr().err.strip()
+    expected = message.format(out=out, ckpt=checkpoint_path(out))
+    assert code == 2 and err == f"ftn tune: error: {expected}; write the tuned model to another file"
+    assert {f.name: f.read_bytes() for f in tmp_path.iterdir()} == before
 
 
 def test_a_base_not_reproduced_at_alpha_0_is_refused(files, tmp_path, monkeypatch) -> None:

@@ -11,7 +11,9 @@ import torch.nn as nn
 from PIL import Image
 
 from ftn.levels import level_to_alpha
-from ftn.tuning.calibrate import calibratable, calibrate_tuned
+from ftn.methods import attach
+from ftn.tuning.calibrate import calibratable, calibrate_tuned, hold_out
+from ftn.tuning.sizes import activation_elements, choose_sizes, free_memory
 from ftn.tuning.specs import BaseSpec, TeacherSpec, parse_spec
 
 
@@ -96,3 +98,66 @@ def test_no_images_refused() -> None:
     model = BlurByAlpha({"levels": [{"sigma": 25}, {"sigma": 50}]})
     with pytest.raises(ValueError, match="no images"):
         calibrate_tuned(model, parse_spec("noise:25"), parse_spec("noise:50"), [], grey=True)
+
+
+# -- held-out images and sizes from free memory -------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("n", "count", "held"),
+    [
+        (0, 4, []),
+        (5, 4, []),  # fewer than 6: none held out, the calibration uses training images
+        (6, 4, [1, 4]),  # at most a third
+        (7, 4, [1, 4]),
+        (12, 4, [1, 4, 7, 10]),
+        (13, 4, [1, 4, 7, 10]),
+        (432, 4, [54, 162, 270, 378]),  # BSD432: four, spread over the names
+        (432, 1, [216]),
+        (12, 0, []),
+    ],
+)
+def test_hold_out(n: int, count: int, held: list[int]) -> None:
+    files = [Path(f"{i:03d}.png") for i in range(n)]
+    train, out = hold_out(list(reversed(files)), count)  # sorted by name whatever the order given
+    assert out == [files[i] for i in held]
+    assert sorted(train + out) == files and not set(train) & set(out)
+
+
+def test_hold_out_refuses_a_negative_count() -> None:
+    with pytest.raises(ValueError, match=">= 0"):
+        hold_out([Path("a.png")], -1)
+
+
+GIB = 1 << 30
+
+
+@pytest.mark.parametrize(
+    ("elements", "free", "device", "given", "expected"),
+    [
+        (100, 64 * GIB, "cpu", {}, (8, 64)),  # plenty: the CPU caps
+        (100, 64 * GIB, "cuda", {}, (16, 96)),  # plenty: the GPU caps
+        (1000, 640_000_000, "cuda", {}, (4, 64)),  # 20,000 pixels: 4 x 64^2 fits, 4 x 96^2 does not
+        (1000, 1000, "cuda", {}, (1, 32)),  # nothing fits: the smallest sizes
+        (100, 64 * GIB, "cpu", {"smallest_image": 40}, (8, 32)),  # no patch larger than the smallest image
+        (100, 64 * GIB, "cpu", {"smallest_image": 20}, (8, 20)),
+        (100, 64 * GIB, "cpu", {"batch_size": 2}, (2, 64)),  # a size given stays as given
+        (100, 64 * GIB, "cuda", {"patch_size": 17}, (16, 17)),
+        (1000, 640_000_000, "cuda", {"batch_size": 5}, (5, 48)),  # the patch fits the given batch
+        (100, 64 * GIB, "mps", {}, (8, 64)),  # another device: the CPU's caps
+    ],
+)
+def test_choose_sizes(elements: float, free: int, device: str, given: dict, expected: tuple[int, int]) -> None:
+    sizes = choose_sizes(elements, free, device, **given)
+    assert (sizes.batch_size, sizes.patch_size) == expected
+    assert f"{free / GIB:.1f} GiB" in sizes.note
+
+
+def test_free_memory_and_activations_are_measured() -> None:
+    free, where = free_memory(torch.device("cpu"))
+    assert free > 0 and where
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 3, padding=1))
+    model = attach(net, "ftn")
+    # per input pixel: 4 (conv) + 4 (relu) + 3 (conv) outputs; the tuners' own modules act on the
+    # kernels (a few hundred elements in all), a fraction of an element per pixel of a 64 px probe
+    elements = activation_elements(model, torch.rand(1, 3, 64, 64))
+    assert 11 <= elements < 11.5, elements

@@ -25,7 +25,11 @@ from ..levels import with_calibration
 from ..methods import TunableModel
 from .specs import JpegSpec, LevelSpec, NoiseSpec
 
-__all__ = ["calibratable", "calibrate_tuned"]
+__all__ = ["MIN_IMAGES_TO_HOLD_OUT", "calibratable", "calibrate_tuned", "hold_out"]
+
+#: With fewer images in ``--data`` none is held out: training needs them all, and the calibration is
+#: measured on training images (the file says so).
+MIN_IMAGES_TO_HOLD_OUT = 6
 
 
 def calibratable(level1: LevelSpec, level2: LevelSpec) -> bool:
@@ -35,6 +39,28 @@ def calibratable(level1: LevelSpec, level2: LevelSpec) -> bool:
     if isinstance(level1, JpegSpec) and isinstance(level2, JpegSpec):
         return level1.quality != level2.quality
     return False
+
+
+def hold_out(files: list[Path], count: int = 4) -> tuple[list[Path], list[Path]]:
+    """(training files, held-out files) of ``files`` for a calibration on images training never saw.
+
+    Deterministic: of the files sorted by name, every k-th one (k = n // h, starting at k // 2) is
+    held out, h = min(``count``, n // 3), so at most a third of the images and at most ``count``.
+    With fewer than :data:`MIN_IMAGES_TO_HOLD_OUT` files, or ``count`` 0, none is held out.
+
+    Raises:
+        ValueError: a negative ``count``.
+    """
+    if count < 0:
+        raise ValueError(f"the number of held-out images must be >= 0, got {count}")
+    files = sorted(files, key=lambda f: Path(f).name)
+    n = len(files)
+    h = min(count, n // 3) if n >= MIN_IMAGES_TO_HOLD_OUT else 0
+    if h == 0:
+        return files, []
+    k = n // h
+    held = set(range(k // 2, n, k)[:h])
+    return [f for i, f in enumerate(files) if i not in held], [files[i] for i in sorted(held)]
 
 
 def _centre_crop(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -55,13 +81,15 @@ def calibrate_tuned(
     alphas: int = 11,
     crop: int = 96,
     seed: int = 0,
+    files_name: str = "held-out files",
 ) -> dict[str, Any]:
     """``model.metadata`` with a level -> alpha calibration from ``level1`` (alpha 0) to ``level2`` (alpha 1).
 
     ``images``: a folder, or a list of image files (e.g. the files held out from training). Measured
     at ``levels`` evenly spaced levels from level 1 to level 2 and ``alphas`` evenly spaced alphas
     in [0, 1], PSNR on ``crop``-pixel centre crops (taken after degrading the whole image, as
-    :func:`ftn.eval.sweep.sweep` does), degradations seeded per image.
+    :func:`ftn.eval.sweep.sweep` does), degradations seeded per image, on the model's device.
+    ``files_name`` says what a list of files is in the calibration's ``source`` ("held-out files").
 
     Raises:
         ValueError: ends that are not numeric levels of one task, fewer than 2 levels or alphas,
@@ -92,9 +120,14 @@ def calibrate_tuned(
     shapes = {tuple(x.shape) for x in degraded}
     batch = torch.stack(degraded) if len(shapes) == 1 else None  # images smaller than the crop differ
     model.eval()
+    device = next(iter(model.parameters()), torch.empty(0)).device  # measured where the model is (a GPU after training)
+
+    def run(x: torch.Tensor, alpha: float) -> torch.Tensor:
+        return model(x.to(device), alpha=alpha).cpu()
+
     table = [[0.0] * len(alpha_grid) for _ in level_grid]
     for j, alpha in enumerate(alpha_grid):
-        outs = model(batch, alpha=alpha) if batch is not None else [model(x[None], alpha=alpha)[0] for x in degraded]
+        outs = run(batch, alpha) if batch is not None else [run(x[None], alpha)[0] for x in degraded]
         start = 0
         for i, n in enumerate(per_level):
             values = [psnr(outs[k].clamp(0, 1), clean[k]) for k in range(start, start + n)]
@@ -104,7 +137,7 @@ def calibrate_tuned(
     for n in per_level:
         inputs.append(sum(psnr(degraded[k].clamp(0, 1), clean[k]) for k in range(start, start + n)) / n)
         start += n
-    data_name = Path(images).name if isinstance(images, (str, os.PathLike)) else f"{len(names)} held-out files"
+    data_name = Path(images).name if isinstance(images, (str, os.PathLike)) else f"{len(names)} {files_name}"
     result = SweepResult(task=task.name, level_name=task.level_name, train_levels=[float(l1), float(l2)],
                          levels=[float(v) for v in level_grid], alphas=alpha_grid, psnr=table, input_psnr=inputs,
                          images=len(names), data=data_name, crop=crop)

@@ -12,18 +12,42 @@ from typing import Any
 
 __all__ = ["add_parser", "run_tune"]
 
+
+def _number(text: str | None, option: str, kind: type) -> Any:
+    """``text`` as an int or a float (None stays None); a one-line ValueError otherwise."""
+    if text is None:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{option} needs a {'whole number' if kind is int else 'number'}, got {text!r}") from None
+
+
+def _try(out: Any) -> str:
+    """``--level L`` in the middle of the calibrated range where the file has a calibration, else ``--alpha 0.5``."""
+    from ..io import read_metadata
+
+    calibration = read_metadata(out).get("calibration")
+    if isinstance(calibration, dict) and calibration.get("levels"):
+        levels = calibration["levels"]
+        return f"--level {(levels[0] + levels[-1]) / 2:g}"
+    return "--alpha 0.5"
+
+
 DESCRIPTION = (
     "Give a level slider to a trained network: a tuner (FTN by default) learns level 2 on the frozen base, "
     "and alpha 0 stays the base exactly. Levels: noise:SIGMA[,clip|,unclipped] (clip, the default, is "
     "photo-true: clipped and 8-bit), jpeg:QUALITY; level 2 may instead be a teacher model's output "
-    "(--teacher) or your own before/after pairs (--pairs, matched by file stem). First version: no "
-    "calibration yet (use --alpha with ftn run), ftn and load_base bases only."
+    "(--teacher) or your own before/after pairs (--pairs, matched by file stem). Where both ends are levels "
+    "of one task, a few --data images are held out and the level -> alpha calibration is stored after "
+    "training, so `ftn run --level` works; otherwise use --alpha. Batch and patch size come from free memory "
+    "unless given."
 )
 
 
 def add_parser(subparsers: Any) -> None:
     """Register ``tune`` on the ``ftn`` command's subparsers."""
-    from .defaults import DEFAULT_BATCH, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_PATCH
+    from .defaults import DEFAULT_HOLD_OUT, DEFAULT_ITERS, DEFAULT_LR
 
     p = subparsers.add_parser("tune", help="give a level slider to a trained network: train a tuner on the frozen base",
                               description=DESCRIPTION)
@@ -34,15 +58,20 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--teacher", metavar="MODEL", help="level 2 is this model's output on the same input")
     p.add_argument("--pairs", nargs=2, metavar=("INPUT_DIR", "TARGET_DIR"), help="level 2 is your own before/after pairs")
     p.add_argument("--data", metavar="DIR", help="clean images to cut training patches from (--to, --teacher)")
-    p.add_argument("-o", "--out", required=True, help="the tuned model file (.safetensors)")
-    budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--iters", type=int, help=f"training steps (default {DEFAULT_ITERS})")
-    budget.add_argument("--minutes", type=float, help="train for this many minutes instead")
+    # Numbers are read by run_tune, and -o checked there, so that every refusal is one line on stderr.
+    p.add_argument("-o", "--out", help="the tuned model file (.safetensors; required)")
+    p.add_argument("--iters", metavar="N", help=f"training steps (default {DEFAULT_ITERS})")
+    p.add_argument("--minutes", metavar="M", help="train for this many minutes instead")
     p.add_argument("--method", default="ftn", help="tuning method (default ftn; dni, adafm, ...)")
-    p.add_argument("--groups", type=int, help="FTN groups (default: the method's)")
-    p.add_argument("--batch-size", type=int, help=f"patches per step (default {DEFAULT_BATCH})")
-    p.add_argument("--patch-size", type=int, help=f"patch side in pixels (default {DEFAULT_PATCH})")
-    p.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"Adam learning rate (default {DEFAULT_LR:g})")
+    p.add_argument("--groups", metavar="G", help="FTN groups (default: the method's)")
+    p.add_argument("--batch-size", metavar="B", help="patches per step (default: from free memory, at most 8 on a CPU, 16 on a GPU)")
+    p.add_argument("--patch-size", metavar="P", help="patch side in pixels (default: from free memory, at most 64 on a CPU, 96 on a GPU)")
+    p.add_argument("--lr", metavar="LR", default=str(DEFAULT_LR), help=f"Adam learning rate (default {DEFAULT_LR:g})")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="no level -> alpha calibration after training (and no images held out for it)")
+    p.add_argument("--hold-out", default=str(DEFAULT_HOLD_OUT), metavar="N",
+                   help=f"--data images kept out of training for the calibration (default {DEFAULT_HOLD_OUT}, "
+                        "at most a third; none with fewer than 6 images)")
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu or cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -53,17 +82,23 @@ def run_tune(args: argparse.Namespace) -> int:
     """Run ``ftn tune``; returns the exit status."""
     from .loop import tune
 
-    options = {} if args.groups is None else {"groups": args.groups}
     try:
+        if not args.out:
+            raise ValueError("give the tuned model's file with -o OUT.safetensors")
+        groups = _number(args.groups, "--groups", int)
+        options = {} if groups is None else {"groups": groups}
         out = tune(args.base, to=args.to, from_=args.from_, data=args.data, teacher=args.teacher,
                    pairs=tuple(args.pairs) if args.pairs else None, method=args.method, method_options=options,
-                   iters=args.iters, minutes=args.minutes, batch_size=args.batch_size, patch_size=args.patch_size,
-                   lr=args.lr, out=args.out, resume=args.resume, device=args.device, progress=not args.no_progress)
+                   iters=_number(args.iters, "--iters", int), minutes=_number(args.minutes, "--minutes", float),
+                   batch_size=_number(args.batch_size, "--batch-size", int),
+                   patch_size=_number(args.patch_size, "--patch-size", int), lr=_number(args.lr, "--lr", float),
+                   out=args.out, resume=args.resume, device=args.device, progress=not args.no_progress,
+                   calibrate=not args.no_calibrate, hold_out_images=_number(args.hold_out, "--hold-out", int))
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"ftn tune: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ftn tune: interrupted (continue with --resume)", file=sys.stderr)
         return 130
-    print(f"tuned model: {out} (alpha 0 = the base; try: ftn run -i IMAGE -o OUT --model {out} --alpha 0.5)")
+    print(f"tuned model: {out} (alpha 0 = the base; try: ftn run -i IMAGE -o OUT --model {out} {_try(out)})")
     return 0

@@ -5,7 +5,8 @@ Every source gives the batch of a step as a pure function of ``(seed, step)`` (a
 would have seen:
 
 * :class:`SpecSource` (``noise:SIGMA``, ``jpeg:QUALITY``): clean patches of ``--data`` degraded at
-  level 2; the target is the clean patch.
+  level 2; the target is the clean patch. ``files`` limits it to some of the folder's images (the
+  others are held out for the calibration, :mod:`ftn.tuning.calibrate`).
 * :class:`TeacherSource`: input = a patch of ``--data`` (degraded at level 1 when ``--from`` names
   one, else as it is); target = the teacher's output on that input, computed without gradients.
 * :class:`PairsSource`: aligned random crops of the user's before/after images, matched by file stem.
@@ -17,6 +18,7 @@ Grey bases (1 input channel) get grey patches: colour files converted with ITU-R
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -25,10 +27,10 @@ from torch import Tensor
 
 from ..data.datasets import PatchSampler, _generator, _load_uint8
 from ..data.images import list_images
-from ..tasks import get_task
+from ..tasks import Task, get_task
 from .specs import JpegSpec, LevelSpec, NoiseSpec
 
-__all__ = ["PairsSource", "SpecSource", "TeacherSource", "Source"]
+__all__ = ["PairsSource", "SpecSource", "TeacherSource", "Source", "data_files", "smallest_side"]
 
 
 def _check_folder(folder: str | os.PathLike | None, what: str) -> Path:
@@ -37,18 +39,61 @@ def _check_folder(folder: str | os.PathLike | None, what: str) -> Path:
     path = Path(folder)
     if not path.is_dir():
         raise FileNotFoundError(f"{what}: no folder at {path}")
-    if not list_images(path):
-        raise ValueError(f"{what}: no images in {path}")
+    try:
+        list_images(path)
+    except ValueError:
+        raise ValueError(f"{what}: no images in {path}") from None
     return path
+
+
+def data_files(folder: str | os.PathLike | None, what: str) -> list[Path]:
+    """The image files of ``--data`` (sorted by name), checked as the sources check them.
+
+    Raises:
+        ValueError: no folder given, or no images in it. FileNotFoundError: no such folder.
+    """
+    return list_images(_check_folder(folder, what))
+
+
+def _sampler(folder: Path, files: Sequence[Path] | None, task: Task, level: float, patch_size: int, *,
+             seed: int, grey: bool) -> PatchSampler:
+    """A :class:`PatchSampler` of ``folder``, limited to ``files`` (by name) when given.
+
+    The sampler reads its folder; the images not in ``files`` (a few held out for the calibration)
+    are dropped after loading, so patches never come from them.
+    """
+    sampler = PatchSampler(folder, task, level, patch_size, seed=seed, grey=grey)
+    if files is not None:
+        keep = {Path(f).name for f in files}
+        kept = [(image, name) for image, name in zip(sampler.images, sampler.names, strict=True) if name in keep]
+        if not kept:
+            raise ValueError(f"no training image in {folder} is at least {patch_size}x{patch_size} pixels")
+        sampler.images = [image for image, _ in kept]
+        sampler.names = [name for _, name in kept]
+    return sampler
+
+
+def smallest_side(files: Sequence[Path]) -> int | None:
+    """The shorter side of the smallest of ``files`` (read from the headers only); None if unreadable."""
+    from PIL import Image
+
+    try:
+        sides = []
+        for f in files:
+            with Image.open(f) as image:
+                sides.append(min(image.size))
+        return min(sides) if sides else None
+    except (OSError, ValueError):  # the sources report unreadable files in their own words
+        return None
 
 
 class SpecSource:
     """Clean patches of ``data`` degraded at ``spec`` (level 2); the target is the clean patch."""
 
     def __init__(self, spec: NoiseSpec | JpegSpec, data: str | os.PathLike | None, *, patch_size: int,
-                 grey: bool, seed: int = 0) -> None:
+                 grey: bool, seed: int = 0, files: Sequence[Path] | None = None) -> None:
         folder = _check_folder(data, f"--to {spec.name}")
-        self.sampler = PatchSampler(folder, spec.task, spec.level, patch_size, seed=seed, grey=grey)
+        self.sampler = _sampler(folder, files, spec.task, spec.level, patch_size, seed=seed, grey=grey)
         self.description = f"{len(self.sampler)} images of {folder.name}, degraded to {spec.name}"
 
     def batch(self, step: int, batch_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -61,13 +106,13 @@ class TeacherSource:
     """Input: a patch of ``data`` (degraded at ``level1`` if it is a spec); target: ``teacher(input)``."""
 
     def __init__(self, teacher: nn.Module, level1: LevelSpec, data: str | os.PathLike | None, *,
-                 patch_size: int, grey: bool, seed: int = 0) -> None:
+                 patch_size: int, grey: bool, seed: int = 0, files: Sequence[Path] | None = None) -> None:
         folder = _check_folder(data, "--teacher")
         if isinstance(level1, (NoiseSpec, JpegSpec)):
             task, level = level1.task, level1.level
         else:  # no --from: the images as they are (noise of sigma 0 without clipping adds exactly 0)
             task, level = get_task("denoise"), 0.0
-        self.sampler = PatchSampler(folder, task, level, patch_size, seed=seed, grey=grey)
+        self.sampler = _sampler(folder, files, task, level, patch_size, seed=seed, grey=grey)
         self.teacher = teacher.eval()
         self.description = f"{len(self.sampler)} images of {folder.name} ({level1.name}), targets by the teacher"
 

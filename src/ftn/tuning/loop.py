@@ -45,8 +45,10 @@ from ..io import save as save_model
 from ..methods import TunableModel, attach
 from ..methods.base import image_channels
 from ..train.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
-from .data import PairsSource, Source, SpecSource, TeacherSource
-from .defaults import DEFAULT_BATCH, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_PATCH
+from .calibrate import MIN_IMAGES_TO_HOLD_OUT, calibratable, calibrate_tuned, hold_out
+from .data import PairsSource, Source, SpecSource, TeacherSource, data_files, smallest_side
+from .defaults import DEFAULT_BATCH, DEFAULT_HOLD_OUT, DEFAULT_ITERS, DEFAULT_LR, DEFAULT_PATCH
+from .sizes import activation_elements, choose_sizes, free_memory
 from .specs import JpegSpec, LevelSpec, NoiseSpec, PairsSpec, TeacherSpec, resolve_levels
 
 __all__ = ["tune", "load_network", "checkpoint_path", "DEFAULT_LR", "DEFAULT_BATCH", "DEFAULT_PATCH", "DEFAULT_ITERS"]
@@ -134,12 +136,12 @@ def _check_positive(name: str, value: float | None, integer: bool = True) -> Non
 
 
 def _build_source(level1: LevelSpec, level2: LevelSpec, *, data: Any, teacher: nn.Module | None,
-                  patch_size: int, grey: bool, seed: int) -> Source:
+                  patch_size: int, grey: bool, seed: int, files: list[Path] | None) -> Source:
     if isinstance(level2, (NoiseSpec, JpegSpec)):
-        return SpecSource(level2, data, patch_size=patch_size, grey=grey, seed=seed)
+        return SpecSource(level2, data, patch_size=patch_size, grey=grey, seed=seed, files=files)
     if isinstance(level2, TeacherSpec):
         assert teacher is not None
-        return TeacherSource(teacher, level1, data, patch_size=patch_size, grey=grey, seed=seed)
+        return TeacherSource(teacher, level1, data, patch_size=patch_size, grey=grey, seed=seed, files=files)
     assert isinstance(level2, PairsSpec)
     return PairsSource(level2.input_dir, level2.target_dir, patch_size=patch_size, grey=grey, seed=seed)
 
@@ -165,6 +167,8 @@ def tune(
     progress: bool = True,
     seed: int = 0,
     checkpoint_every: int = 100,
+    calibrate: bool = True,
+    hold_out_images: int = DEFAULT_HOLD_OUT,
 ) -> Path:
     """Tune ``base`` from level 1 (``from_``, or "the base") to level 2 (``to``, ``teacher`` or ``pairs``).
 
@@ -172,6 +176,14 @@ def tune(
     needs ``ftn.load(out, model=...)``) and returns its path. Trains for ``iters`` steps, or for
     ``minutes`` of this call (default: 1000 steps). Nothing is written before every argument has
     been checked (specs, data, pairs, teacher, base, alpha 0 exactness).
+
+    ``batch_size`` and ``patch_size`` not given are chosen from free memory (:mod:`ftn.tuning.sizes`;
+    a resumed run keeps its checkpoint's). Where both ends are numeric levels of one task
+    (``noise:25`` -> ``noise:50``, ``jpeg:40`` -> ``jpeg:10``) and ``calibrate`` is true,
+    ``hold_out_images`` images of ``data`` (at most a third) are kept out of training and, after
+    it, the level -> alpha calibration is measured on them and stored in the file, so
+    ``ftn run --level 40`` works (:mod:`ftn.tuning.calibrate`). With fewer than 6 images none is
+    held out: the calibration is then measured on training images, and the file and the output say so.
 
     Raises:
         ValueError / FileNotFoundError: a refused argument (one line, nothing written).
@@ -188,19 +200,35 @@ def tune(
     _check_positive("patch_size", patch_size)
     _check_positive("lr", lr, integer=False)
     _check_positive("checkpoint_every", checkpoint_every)
+    if not isinstance(hold_out_images, int) or isinstance(hold_out_images, bool) or hold_out_images < 0:
+        raise ValueError(f"the number of held-out images must be a whole number >= 0, got {hold_out_images!r}")
     if iters is None and minutes is None:
         iters = DEFAULT_ITERS
-    batch_size = batch_size or DEFAULT_BATCH
-    patch_size = patch_size or DEFAULT_PATCH
     out = Path(out)
     if out.suffix != ".safetensors":
         raise ValueError(f"the output must be a .safetensors file, got {out}")
     ckpt = checkpoint_path(out)
+    for name, given in (("base", base), ("teacher", teacher)):  # never overwrite an input
+        if isinstance(given, (str, os.PathLike)) and Path(given).is_file():
+            if Path(given).resolve() == out.resolve():
+                raise ValueError(f"the output {out} is the {name} file itself; write the tuned model to another file")
+            if Path(given).resolve() == ckpt.resolve():
+                raise ValueError(f"the output's checkpoint {ckpt} would be the {name} file; write the tuned model to another file")
     if resume and not ckpt.is_file():
         raise FileNotFoundError(f"cannot resume: no checkpoint at {ckpt}; run without --resume to start")
     if not resume and ckpt.is_file():
         raise ValueError(f"{ckpt} holds an earlier run: pass --resume to continue it, or delete it to start again")
+    saved = read_checkpoint_info(ckpt)["config"] if resume else None
     dev = _pick_device(device)
+    # The training files: --data less the images held out for the calibration (none where there is none).
+    will_calibrate = calibrate and calibratable(level1, level2)
+    train_files: list[Path] | None = None
+    held: list[Path] = []
+    if isinstance(level2, (NoiseSpec, JpegSpec, TeacherSpec)):
+        what = "--teacher" if isinstance(level2, TeacherSpec) else f"--to {level2.name}"
+        train_files = data_files(data, what)
+        if will_calibrate:
+            train_files, held = hold_out(train_files, hold_out_images)
 
     network, origin = load_network(base, "base")
     channels = image_channels(network)
@@ -229,19 +257,28 @@ def tune(
             raise ValueError(f"the teacher gives {tuple(taught.shape)} where the base gives {tuple(reference.shape)} "
                              f"on a {probe.shape[-1]}px probe; level 2 must have the base's output shape")
         teacher_net.to(dev)
+    if isinstance(level2, PairsSpec):
+        try:  # the inputs' sizes bound the patch; a folder that is not there is the source's to report
+            from ..data.images import list_images
+
+            smallest = smallest_side(list_images(level2.input_dir))
+        except ValueError:
+            smallest = None
+    else:
+        smallest = smallest_side(train_files or [])
+    batch_size, patch_size, sizes_note = _sizes(model, probe, dev, batch_size, patch_size, saved, smallest)
     source = _build_source(level1, level2, data=data, teacher=teacher_net, patch_size=patch_size,
-                           grey=channels == 1, seed=seed)
+                           grey=channels == 1, seed=seed, files=train_files)
 
     model.to(dev)
     params = model.tuner_parameters()
     optimizer = torch.optim.Adam(params, lr=lr)
     recipe = {"base": origin, "from": level1.record(), "to": level2.record(), "data": _data_name(data, level2),
               "method": method, "method_options": model.options, "batch_size": batch_size, "patch_size": patch_size,
-              "lr": lr, "seed": seed, "loss": "l1"}
+              "lr": lr, "seed": seed, "loss": "l1", "held_out": [f.name for f in held]}
     run = {"iters": iters, "minutes": minutes, "device": str(dev), "checkpoint_every": checkpoint_every}
     start, elapsed_before = 0, 0.0
-    if resume:
-        saved = read_checkpoint_info(ckpt)["config"]
+    if saved is not None:
         differ = sorted(k for k in recipe if saved.get(k) != recipe[k])
         if differ:
             k = differ[0]
@@ -252,7 +289,10 @@ def tune(
     n_train = sum(p.numel() for p in params)
     if progress:
         tqdm.write(f"tune {level1.name} -> {level2.name}: {method} on a frozen base ({origin.get('arch') or origin.get('class') or origin.get('path')}), "
-                   f"{n_train:,} parameters train; {source.description}; batch {batch_size} x {patch_size}px on {dev}")
+                   f"{n_train:,} parameters train; {source.description}; batch {batch_size} x {patch_size}px on {dev} "
+                   f"({sizes_note})")
+        if will_calibrate:
+            tqdm.write(f"held out for the calibration after training: {_calibration_images(held, train_files)}")
 
     t0 = time.perf_counter()
     done = start
@@ -298,15 +338,70 @@ def tune(
     wall = elapsed_before + time.perf_counter() - t0
     metadata: dict[str, Any] = {
         "levels": [level1.metadata(), level2.metadata()],
-        "tuned": {**recipe, "iterations": done, "wall_time_s": round(wall, 1), "device": str(dev),
-                  "image_channels": channels, "calibration": "none yet (first version of ftn tune)"},
+        "tuned": {**recipe, "sizes": sizes_note, "iterations": done, "wall_time_s": round(wall, 1), "device": str(dev),
+                  "image_channels": channels},
     }
     if isinstance(level2, (NoiseSpec, JpegSpec)):
         metadata["task"] = level2.task.name
         metadata["task_options"] = level2.task.options
+    model.metadata = metadata
+    if will_calibrate:
+        assert isinstance(level1, (NoiseSpec, JpegSpec)) and isinstance(level2, (NoiseSpec, JpegSpec))
+        images = held or train_files or []
+        t_cal = time.perf_counter()
+        if progress:
+            tqdm.write(f"calibrating {level1.name} ... {level2.name} (6 levels x 11 alphas) on "
+                       f"{_calibration_images(held, images)}")
+        metadata = calibrate_tuned(model, level1, level2, images, grey=channels == 1, seed=seed,
+                                   files_name="held-out files" if held else "training files (too few images to hold out)")
+        calibration = metadata["calibration"]
+        metadata["tuned"]["calibration"] = {"images": [Path(f).name for f in images], "held_out": bool(held),
+                                            "seconds": round(time.perf_counter() - t_cal, 1)}
+        if progress:
+            pairs = ", ".join(f"{_number(v)} -> {a:.2f}" for v, a in zip(calibration["levels"], calibration["alphas"]))
+            tqdm.write(f"calibration ({calibration['level_name']} -> alpha, {time.perf_counter() - t_cal:.0f} s): {pairs}")
+    else:
+        metadata["tuned"]["calibration"] = _no_calibration(level1, level2, calibrate)
     model.cpu()
     save_model(model, out, **metadata)
     return out
+
+
+def _sizes(model: TunableModel, probe: torch.Tensor, device: torch.device, batch_size: int | None,
+           patch_size: int | None, saved: dict[str, Any] | None, smallest: int | None) -> tuple[int, int, str]:
+    """(batch, patch, how they were chosen): as given, as the checkpoint's (resume), or from free memory."""
+    if saved is not None:  # resume: the free memory has changed since; keep the run's sizes
+        batch_size = batch_size or saved.get("batch_size")
+        patch_size = patch_size or saved.get("patch_size")
+    if batch_size is not None and patch_size is not None:
+        return int(batch_size), int(patch_size), "as given" if saved is None else "as given or as the checkpoint's"
+    try:
+        elements = activation_elements(model, probe.to(device))
+        free, where = free_memory(device)
+    except (RuntimeError, OSError) as err:  # a device that does not say: today's CPU defaults
+        return (batch_size or DEFAULT_BATCH, patch_size or DEFAULT_PATCH,
+                f"defaults (free memory unknown: {' '.join(str(err).split())[:80]})")
+    sizes = choose_sizes(elements, free, device.type, where, batch_size=batch_size, patch_size=patch_size,
+                         smallest_image=smallest)
+    return sizes.batch_size, sizes.patch_size, sizes.note
+
+
+def _calibration_images(held: list[Path], train_files: list[Path] | None) -> str:
+    if held:
+        return f"{len(held)} held-out images ({', '.join(f.name for f in held)})"
+    n = len(train_files or [])
+    return f"{n} training images (fewer than {MIN_IMAGES_TO_HOLD_OUT} in --data, so none held out)"
+
+
+def _no_calibration(level1: LevelSpec, level2: LevelSpec, asked: bool) -> str:
+    if not asked:
+        return "none (--no-calibrate); use --alpha"
+    return (f"none: {level1.name} -> {level2.name} are not two numeric levels of one task, "
+            "so there is no level to ask for; use --alpha")
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
 
 
 def _teacher_name(teacher: nn.Module | str | os.PathLike) -> str:
