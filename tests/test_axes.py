@@ -410,3 +410,32 @@ def test_a_custom_network_loads_with_model_given(tmp_path) -> None:
     x = _x()
     with torch.no_grad():
         assert torch.equal(loaded(x, alpha={"sigma": 2.2, "quality": 0.4}), model(x, alpha={"sigma": 2.2, "quality": 0.4}))
+
+
+@pytest.mark.parametrize("method,options", METHODS, ids=METHOD_IDS)
+@pytest.mark.parametrize("chained", [False, True])
+def test_a_two_anchor_tuner_imported_as_an_anchor(method, options, chained) -> None:
+    denoise, _ = _two_models(method, options)
+    model = attach_axes(denoise.export(0.0), method, [AxisSpec("sigma", 3, chained=chained)], **options).eval()
+    x = _x()
+    if chained and method == "ftn":  # anchor 2 of a chained axis starts from anchor 1, not from the base
+        with pytest.raises(ValueError, match="is chained"):
+            model.import_tunable(denoise, "sigma", 2)
+        return
+    model.import_tunable(denoise, "sigma", 2)
+    with torch.no_grad():
+        assert torch.equal(model(x, alpha=2.0), denoise(x, alpha=1.0))
+        assert torch.equal(model(x, alpha=1.0), denoise(x, alpha=0.0))  # anchor 1 untrained: the identity
+
+
+def test_merged_levels_and_calibration_survive_a_file(tmp_path) -> None:
+    denoise, dejpeg = _two_models("ftn", {})
+    denoise.metadata = ftn.levels.with_calibration(
+        denoise.metadata, {"level_name": "sigma", "levels": [20, 50, 80], "alphas": [0.0, 0.6, 1.0]})
+    merged = merge_axes({"sigma": denoise, "quality": dejpeg})
+    path = tmp_path / "merged.safetensors"
+    ftn.save_axes(merged, path)
+    levels = Levels.from_metadata(read_metadata(path))
+    assert levels.describe() == "sigma 20 ... sigma 80; quality 40 ... quality 10"
+    assert levels.axis("sigma").calibration.alpha_at(50) == pytest.approx(0.6) and levels.axis("quality").calibration is None
+    assert ftn.load_axes(path, model=TinyNet()).levels == levels

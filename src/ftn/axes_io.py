@@ -31,28 +31,14 @@ from safetensors.torch import save_file
 
 from .archs import ARCHS, build_arch
 from .io import FORMAT, read_metadata, read_state_dict
-from .levels import Axis, Levels
+from .levels import Levels
 from .methods.axes import AxesModel, AxisSpec, attach_axes
 
-__all__ = ["save_axes", "load_axes", "axes_levels", "STRUCTURE_KEY"]
+__all__ = ["save_axes", "load_axes", "STRUCTURE_KEY"]
 
 #: The metadata key holding a multi-axis model's structure.
 STRUCTURE_KEY = "multi_axis"
 _RESERVED = {"format", "arch", "arch_options", "method", "method_options", "targets", STRUCTURE_KEY}
-
-
-def axes_levels(model: AxesModel) -> Levels | None:
-    """The model's levels for ``ftn.levels`` (task, axes with their anchor levels); None unless every
-    axis names its anchor levels. Calibrations already in ``model.metadata`` are kept."""
-    if any(a.levels is None for a in model.axes):
-        return None
-    try:
-        known = Levels.from_metadata(model.metadata)
-    except ValueError:
-        known = Levels()
-    calibrations = {a.name: a.calibration for a in known.axes if a.name is not None}
-    axes = tuple(Axis(a.name, a.levels, calibrations.get(a.name)) for a in model.axes)
-    return Levels(model.metadata.get("task"), axes)
 
 
 def save_axes(model: AxesModel, path: str | os.PathLike, **metadata: Any) -> None:
@@ -69,7 +55,7 @@ def save_axes(model: AxesModel, path: str | os.PathLike, **metadata: Any) -> Non
         except TypeError as err:
             raise TypeError(f"metadata {key!r} is not JSON-serialisable: {err}") from None
         meta[key] = value
-    levels = axes_levels(model)
+    levels = model.levels
     if levels is not None:
         meta = levels.replace_in(meta)
     architecture = model.base_network

@@ -76,7 +76,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from ..control import Control, check_alpha
-from ..levels import Levels
+from ..levels import Axis, Calibration, Levels
 from . import dni as dni_method
 from . import ftn as ftn_method
 from ._kernels import CHANNELS_LAST_LAYERS, KERNEL_LAYERS, from_out_in, out_channels, run, to_out_in
@@ -120,10 +120,10 @@ class AxisSpec:
         if isinstance(self.anchors, bool) or not isinstance(self.anchors, int) or self.anchors < 2:
             raise ValueError(f"axis {self.name!r}: anchors is the number of anchor levels, 2 or more, got {self.anchors!r}")
         if self.levels is not None:
-            levels = tuple(float(v) for v in self.levels)
-            if len(levels) != self.anchors:
-                raise ValueError(f"axis {self.name!r} has {self.anchors} anchors but {len(levels)} levels")
-            object.__setattr__(self, "levels", levels)
+            if len(self.levels) != self.anchors:
+                raise ValueError(f"axis {self.name!r} has {self.anchors} anchors but {len(self.levels)} levels")
+            # ftn.levels checks them (finite, strictly monotone) as a file would be checked
+            object.__setattr__(self, "levels", Axis(self.name, tuple(self.levels)).anchors)
 
     @property
     def segments(self) -> int:
@@ -622,6 +622,20 @@ class AxesModel(nn.Module):
         raise ValueError(f"this model has no axis {name!r}; its axes are {', '.join(self.axis_names)}")
 
     @property
+    def levels(self) -> Levels | None:
+        """What the axes mean for :mod:`ftn.levels` (task, anchor levels, calibrations kept from
+        ``metadata``); None unless every axis names its anchor levels."""
+        if any(a.levels is None for a in self.axes):
+            return None
+        try:
+            known = Levels.from_metadata(self.metadata)
+        except ValueError:
+            known = Levels()
+        calibrations: dict[str | None, Calibration | None] = {a.name: a.calibration for a in known.axes}
+        axes = tuple(Axis(a.name, a.levels, calibrations.get(a.name)) for a in self.axes)
+        return Levels(self.metadata.get("task"), axes)
+
+    @property
     def base_network(self) -> nn.Module:
         """The network under the wrapper (its target layers are the method's layers)."""
         return self.model.base if isinstance(self.model, TunableLayer) else self.model
@@ -891,20 +905,26 @@ def merge_axes(models: Mapping[str, TunableModel], *, chained: bool = False) -> 
         raise TypeError(f"merge_axes takes TunableModels, got {type(first).__name__}")
     if first.method not in AXES_METHODS:
         raise ValueError(f"multi-axis models use the methods {sorted(AXES_METHODS)}, not {first.method!r}")
-    specs = [AxisSpec(name, 2, chained, _anchor_levels(m)) for name, m in models.items()]
+    known = {name: _known_axis(m) for name, m in models.items()}
+    specs = [AxisSpec(name, 2, chained, known[name].anchors) for name in models]
     merged = attach_axes(first.export(0.0), first.method, specs, targets=list(first.target_names), **first.options)
     for name, tunable in models.items():
         merged.import_tunable(tunable, name)
     tasks = {getattr(m, "metadata", {}).get("task") for m in models.values()}
     if len(tasks) == 1 and None not in tasks:
         merged.metadata["task"] = tasks.pop()
+    calibrations = {name: axis.calibration for name, axis in known.items() if axis.calibration is not None}
+    levels = merged.levels
+    if levels is not None and calibrations:
+        for name, calibration in calibrations.items():
+            levels = levels.with_calibration(calibration, name)
+        merged.metadata = levels.replace_in(merged.metadata)
     return merged
 
 
-def _anchor_levels(model: TunableModel) -> tuple[float, ...] | None:
-    """The two anchor levels a model's metadata names, or None."""
+def _known_axis(model: TunableModel) -> Axis:
+    """What a model's metadata says of its one axis (anchor levels, calibration); an empty axis if nothing."""
     try:
-        axis = Levels.from_metadata(getattr(model, "metadata", None)).axis()
+        return Levels.from_metadata(getattr(model, "metadata", None)).axis()
     except ValueError:
-        return None
-    return axis.anchors
+        return Axis(None, None)
