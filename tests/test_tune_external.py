@@ -200,11 +200,11 @@ def test_tuned_external_base_rebuilds_and_exports_in_the_original_layout(case, s
         torch.testing.assert_close(got, tuned_out, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.kind == "spandrel"][:2], ids=lambda c: c.name)
+@pytest.mark.parametrize("case", [c for c in CASES if c.kind == "spandrel"], ids=lambda c: c.name)
 def test_ftn_tune_on_a_spandrel_checkpoint(case, spandrel, tmp_path) -> None:
     """A real (two-step) ftn.tune on a spandrel checkpoint: alpha 0 exact, the file rebuilds its base."""
     path, _ = _checkpoint(case, spandrel, tmp_path)
-    out = ftn.tune(str(path), to="noise:50", data=_photos(tmp_path / "photos"), iters=2, batch_size=2, patch_size=16,
+    out = ftn.tune(str(path), to="noise:50", data=_photos(tmp_path / "photos"), method=case.method, iters=2, batch_size=2, patch_size=16,
                    out=tmp_path / "tuned.safetensors", progress=False, device="cpu")
     base = read_metadata(out)["tuned"]["base"]
     assert base["kind"] == "spandrel" and base["arch"] == case.arch and isinstance(base["layout"], dict)

@@ -123,8 +123,7 @@ def _detect(raw: Any, where: str) -> Any:
 
 
 def _prepare(descriptor: Any) -> nn.Module:
-    network = descriptor.model.eval()
-    network.requires_grad_(False)
+    network = descriptor.model.eval()  # as ftn.load_base: gradients stay on, methods freeze what they keep
     # Read by ftn tune's probe image and by the app's padding: spandrel's own size requirement.
     network.size_multiple = int(getattr(descriptor.size_requirements, "multiple_of", 1) or 1)
     network.spandrel_arch = str(descriptor.architecture.id)
