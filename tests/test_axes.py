@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 import ftn
+import ftn.axes_io
 from ftn.io import read_metadata
 from ftn.levels import Levels
 from ftn.methods._kernels import from_out_in, to_out_in
@@ -439,3 +440,39 @@ def test_merged_levels_and_calibration_survive_a_file(tmp_path) -> None:
     assert levels.describe() == "sigma 20 ... sigma 80; quality 40 ... quality 10"
     assert levels.axis("sigma").calibration.alpha_at(50) == pytest.approx(0.6) and levels.axis("quality").calibration is None
     assert ftn.load_axes(path, model=TinyNet()).levels == levels
+
+
+@pytest.mark.parametrize("method,options,layout", [CASES[1], CASES[2], CASES[-1]], ids=[CASE_IDS[1], CASE_IDS[2], CASE_IDS[-1]])
+def test_onnx_with_an_alpha_vector_equals_the_model(tmp_path, method, options, layout) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    _, model = _make(method, options, layout)
+    path = tmp_path / "axes.onnx"
+    written = ftn.axes_io.export_axes_onnx(model, path, trace_size=(16, 16))  # TinyNet takes even sizes
+    assert written["multi_axis"]["axes"][0]["name"] == "sigma"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.rand(2, 3, 12, 20, generator=torch.Generator().manual_seed(7))  # not the traced size
+    top = model.axis("sigma").segments
+    cases = [((0.0, 0.0), (0.0, 0.0)), ((0.7, 0.2), (0.7, 0.2)), ((top, 1.0), (top, 1.0)), ((min(1.5, top), 0.5),) * 2,
+             ((top - 0.5, 0.9),) * 2, ((top + 1.0, -1.0), (top, 0.0))]  # the last one is clamped in the graph
+    with torch.no_grad():
+        for given, meant in cases:
+            got = session.run(None, {"image": x.numpy(), "alpha": torch.tensor(given, dtype=torch.float32).numpy()})[0]
+            assert torch.allclose(torch.from_numpy(got), model(x, alpha=list(meant)), atol=1e-5), given
+
+
+def test_onnx_of_an_ftn_architecture_takes_any_size(tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    axes = [AxisSpec("sigma", 3, levels=(5, 15, 30)), AxisSpec("quality", levels=(90, 10))]
+    model = attach_axes(ftn.build_arch("adafm_net", size="mini", image_skip=True), "ftn", axes, groups=16).eval()
+    _perturb(model.tuner_parameters(), scale=0.02)
+    path = tmp_path / "restore.onnx"
+    written = ftn.axes_io.export_axes_onnx(model, path)
+    assert Levels.from_metadata(written).describe() == "sigma 5 ... sigma 30; quality 90 ... quality 10"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.rand(1, 3, 10, 14)
+    with torch.no_grad():
+        got = session.run(None, {"image": x.numpy(), "alpha": torch.tensor([1.4, 0.6]).numpy()})[0]
+        assert torch.allclose(torch.from_numpy(got), model(x, alpha=[1.4, 0.6]), atol=1e-5)
