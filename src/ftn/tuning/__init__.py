@@ -1,4 +1,4 @@
-"""``ftn tune`` (:func:`ftn.tune`): give a level slider to a network someone else trained (first version).
+"""``ftn tune`` (:func:`ftn.tune`): give a level slider to a network someone else trained.
 
 A frozen base (an ``nn.Module``, an ftn model file or shipped name, a checkpoint :func:`ftn.load_base`
 reads, or one spandrel recognises: :mod:`ftn.external`) gets a tuner (FTN by default) trained at alpha 1 for level 2: a noise or
@@ -12,7 +12,10 @@ The tuned file rebuilds its base (an ftn architecture; a spandrel one by its id 
 checkpoint's key layout; a user's own class with ``ftn.load(path, model=...)``), and ``ftn export
 --alpha A`` writes the plain base at A in the original checkpoint's key layout (:mod:`ftn.export`).
 
-Not yet: a level -> alpha calibration after training, batch and patch sizes chosen from free memory.
+Where both ends are numeric levels of one task (``noise:25`` -> ``noise:50``), a few ``--data`` images
+are held out of training and the level -> alpha calibration measured on them is stored in the file
+(:mod:`ftn.tuning.calibrate`), so ``ftn run --level 40`` works. Batch and patch size not given are
+chosen from free memory (:mod:`ftn.tuning.sizes`).
 """
 
 from typing import Any

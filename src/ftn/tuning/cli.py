@@ -1,7 +1,8 @@
-"""``ftn tune BASE [--from SPEC] (--to SPEC | --teacher MODEL | --pairs IN TGT) -o OUT ...`` (first version).
+"""``ftn tune BASE [--from SPEC] (--to SPEC | --teacher MODEL | --pairs IN TGT) -o OUT ...``.
 
 Wired into the ``ftn`` command by :func:`add_parser`. Refusals are one line on stderr with exit
-status 2, and nothing is written; Ctrl-C saves a checkpoint and exits with 130.
+status 2, and nothing is written (numbers and ``-o`` are read here rather than by argparse, whose
+refusals take two lines); Ctrl-C saves a checkpoint and exits with 130.
 """
 
 from __future__ import annotations

@@ -9,7 +9,11 @@ Steps: load the base (an ``nn.Module``, an ftn model file or shipped name, or a 
 :func:`ftn.load_base` reads), attach the method, freeze the base, and check that alpha 0 reproduces the
 base exactly on a probe input (refused otherwise: a tuned file whose left end is not the base would
 mislead every user of it); then Adam on ``model.tuner_parameters()`` at alpha 1, L1 loss against the
-source's targets (:mod:`ftn.tuning.data`).
+source's targets (:mod:`ftn.tuning.data`); last, where both ends are numeric levels of one task, the
+level -> alpha calibration on the images held out of ``data`` (:mod:`ftn.tuning.calibrate`: every
+k-th file by name, at most ``hold_out_images`` and a third; with fewer than 6 images, on the training
+images, and the file says so). Batch and patch size not given come from free memory
+(:mod:`ftn.tuning.sizes`); a resumed run keeps its checkpoint's.
 
 The whole model stays in eval mode while it trains: the base is frozen, so its normalisation layers
 keep their running statistics and dropout stays off; the tuners have neither.
