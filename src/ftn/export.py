@@ -378,7 +378,7 @@ def run_export(
         raise ValueError(str(err)) from None
     network = model.base_network
     arch = getattr(network, "spandrel_arch", None) or getattr(network, "arch_name", None) or type(network).__name__
-    serves = ", ".join(f"{k} {v:.3g}" for k, v in (written.get("level") or {}).items()) or "a level in between (the model has no calibration)"
+    serves = ", ".join(f"{k} {v:.3g}" for k, v in (written.get("level") or {}).items()) or "a level in between (no calibrated level at this alpha)"
     kind = (f"{Path(out).suffix.lstrip('.')} in the original checkpoint's key layout ({what})" if original
             else "safetensors in ftn's layout")
     print(f"wrote {out} ({_file_size(out)}): {kind}; a plain {arch} at alpha {alpha:g}, serving {serves} (the model spans {spans})")
