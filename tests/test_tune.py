@@ -527,3 +527,18 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(files, tmp_path, monkeypatch, c
     assert read_checkpoint_info(checkpoint_path(out))["step"] == 2 and not out.exists()
     monkeypatch.setattr(data_module.PairsSource, "batch", original)
     assert cli_main([*argv, "--resume"]) == 0 and read_metadata(out)["tuned"]["iterations"] == 5
+
+
+def test_sizes_for_a_gpu_are_chosen_on_the_cpu_copy_of_the_model(monkeypatch) -> None:
+    """The sizes are chosen before the model moves to the device: the activation count runs on the CPU,
+    only the free memory is the device's (no GPU needed to check the rule's wiring)."""
+    from ftn.tuning import loop as loop_module
+
+    monkeypatch.setattr(loop_module, "free_memory", lambda device: (64 << 30, f"free {device.type} memory"))
+    model = ftn.attach(GreyNet(), "ftn")
+    probe = torch.rand(1, 1, 32, 32)
+    batch, patch, note = loop_module._sizes(model, probe, torch.device("cuda"), None, None, None, None)
+    assert (batch, patch) == (16, 96) and "free cuda memory" in note
+    assert loop_module._sizes(model, probe, torch.device("cuda"), None, None, None, 50)[:2] == (16, 48)
+    assert loop_module._sizes(model, probe, torch.device("cuda"), None, None, {"batch_size": 3, "patch_size": 40},
+                              None) == (3, 40, "as given or as the checkpoint's")

@@ -379,8 +379,8 @@ def _sizes(model: TunableModel, probe: torch.Tensor, device: torch.device, batch
         patch_size = patch_size or saved.get("patch_size")
     if batch_size is not None and patch_size is not None:
         return int(batch_size), int(patch_size), "as given" if saved is None else "as given or as the checkpoint's"
+    elements = activation_elements(model, probe)  # per pixel, the same on any device: measured where the model is (CPU)
     try:
-        elements = activation_elements(model, probe.to(device))
         free, where = free_memory(device)
     except (RuntimeError, OSError) as err:  # a device that does not say: today's CPU defaults
         return (batch_size or DEFAULT_BATCH, patch_size or DEFAULT_PATCH,
