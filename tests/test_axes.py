@@ -476,3 +476,27 @@ def test_onnx_of_an_ftn_architecture_takes_any_size(tmp_path) -> None:
     with torch.no_grad():
         got = session.run(None, {"image": x.numpy(), "alpha": torch.tensor([1.4, 0.6]).numpy()})[0]
         assert torch.allclose(torch.from_numpy(got), model(x, alpha=[1.4, 0.6]), atol=1e-5)
+
+
+@pytest.mark.parametrize("method,options", METHODS, ids=METHOD_IDS)
+def test_training_one_anchor_moves_it_alone(method, options) -> None:
+    torch.manual_seed(0)
+    base = TinyNet().eval()
+    model = attach_axes(copy.deepcopy(base), method, [AxisSpec("sigma", 3, chained=True), "quality"]).eval()
+    target = copy.deepcopy(base)  # a "level 2" network: the base with other weights
+    _perturb(target.parameters(), scale=0.1, seed=9)
+    x = _x(4)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimiser = torch.optim.Adam(model.trainable(axis="sigma", anchor=2), lr=1e-2)
+    losses = []
+    for _ in range(15):
+        optimiser.zero_grad()
+        loss = (model(x) - target(x).detach()).square().mean()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, frozen[n])}
+    assert moved and all(".tuners.sigma.2." in n for n in moved)
+    with torch.no_grad():
+        assert torch.equal(model(x, alpha={}), base(x))
