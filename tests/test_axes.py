@@ -282,11 +282,12 @@ def test_refusals_are_one_line_and_change_nothing(index) -> None:
         (lambda: attach_axes(TinyNet(), "ftn", ["sigma", "sigma"]), "named twice"),
         (lambda: attach_axes(TinyNet(), "ftn", [AxisSpec("sigma", 1)]), "2 or more"),
         (lambda: attach_axes(TinyNet(), "ftn", [AxisSpec("a.b")]), "without '.'"),
+        (lambda: attach_axes(TinyNet(), "ftn", [AxisSpec("values")]), "reserved attribute name"),
         (lambda: attach_axes(TinyNet(), "ftn", [AxisSpec("sigma", 3, levels=(5, 15))]), "3 anchors but 2 levels"),
         (lambda: attach_axes(TokenNet(), "ftn", ["sigma"])(torch.rand(1, 5, 4), alpha={"sigma": _full(0.5, 1)}),
          "per-pixel alpha map needs"),
     ],
-    ids=["method", "twice", "one-anchor", "dot", "levels", "map-on-tokens"],
+    ids=["method", "twice", "one-anchor", "dot", "reserved", "levels", "map-on-tokens"],
 )
 def test_refusals_when_building_or_running(build, message) -> None:
     with pytest.raises(ValueError, match=message):

@@ -117,6 +117,8 @@ class AxisSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "." in self.name:
             raise ValueError(f"an axis name must be a non-empty string without '.', got {self.name!r}")
+        if hasattr(nn.ModuleDict(), self.name):  # the tuners live in a ModuleDict keyed by axis
+            raise ValueError(f"{self.name!r} cannot name an axis (a reserved attribute name); choose another")
         if isinstance(self.anchors, bool) or not isinstance(self.anchors, int) or self.anchors < 2:
             raise ValueError(f"axis {self.name!r}: anchors is the number of anchor levels, 2 or more, got {self.anchors!r}")
         if self.levels is not None:
