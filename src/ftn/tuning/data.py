@@ -140,9 +140,10 @@ class PairsSource:
             path = Path(folder)
             if not path.is_dir():
                 raise FileNotFoundError(f"--pairs: no folder at {path}")
-            files = {f.stem: f for f in list_images(path)}
-            if not files:
-                raise ValueError(f"--pairs: no images in {path}")
+            try:
+                files = {f.stem: f for f in list_images(path)}
+            except ValueError:
+                raise ValueError(f"--pairs: no images in {path}") from None
             folders.append(files)
         inputs, targets = folders
         unmatched = sorted(set(inputs) ^ set(targets))
