@@ -450,10 +450,11 @@ class AxesLayer(TunableLayer):
                 continue
             weight = math.prod((hat(views[name], k) for name, k in mapped), start=scale)
             terms.append((corner, weight))
-        changes = [(weight, self._run_delta(x, deltas[key], fixed, y, kwargs)) for key, weight in terms]
-        # In place where the output is a kernel layer's (its backward does not need it), as FTNLayer does.
-        in_place = isinstance(self.base, KERNEL_LAYERS)
-        for weight, change in changes:
+        # A kernel layer's output is updated in place, one term at a time (its backward does not need
+        # it, as in FTNLayer); other layers' terms are differences from their output, kept intact.
+        in_place, plain = isinstance(self.base, KERNEL_LAYERS), y
+        for key, weight in terms:
+            change = self._run_delta(x, deltas[key], fixed, plain, kwargs)
             y = y.addcmul_(weight, change) if in_place else torch.addcmul(y, weight, change)
         return y
 
