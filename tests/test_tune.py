@@ -453,6 +453,8 @@ def _hostile_cases(files: dict[str, Path], tmp: Path) -> dict[str, tuple[list[st
         "not safetensors": ([base, "--to", "noise:50", *data, "-o", str(tmp / "out" / "tuned.pth")] + common,
                             "must be a .safetensors file"),
         "no output": ([base, "--to", "noise:50", *data] + common, "-o OUT"),
+        "patch over every image": ([base, "--to", "noise:50", *data, "--iters", "2", "--patch-size", "64", "--no-progress"],
+                                   "no image in .*clean is at least 64x64 pixels"),
     }
 
 

@@ -81,8 +81,19 @@ def add_parser(subparsers: Any) -> None:
 
 def run_tune(args: argparse.Namespace) -> int:
     """Run ``ftn tune``; returns the exit status."""
+    import warnings
+
     from .loop import tune
 
+    def one_line(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"ftn tune: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line  # e.g. images smaller than the patch, skipped: one line, not a traceback line
+        return _run(args, tune)
+
+
+def _run(args: argparse.Namespace, tune: Any) -> int:
     try:
         if not args.out:
             raise ValueError("give the tuned model's file with -o OUT.safetensors")

@@ -18,6 +18,7 @@ Grey bases (1 input channel) get grey patches: colour files converted with ITU-R
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,7 +63,11 @@ def _sampler(folder: Path, files: Sequence[Path] | None, task: Task, level: floa
     The sampler reads its folder; the images not in ``files`` (a few held out for the calibration)
     are dropped after loading, so patches never come from them.
     """
-    sampler = PatchSampler(folder, task, level, patch_size, seed=seed, grey=grey)
+    with warnings.catch_warnings(record=True) as caught:  # a refusal below is one line, without the warning
+        warnings.simplefilter("always")
+        sampler = PatchSampler(folder, task, level, patch_size, seed=seed, grey=grey)
+    for warning in caught:  # images smaller than the patch were skipped: say so once training goes ahead
+        warnings.warn(str(warning.message), warning.category, stacklevel=3)
     if files is not None:
         keep = {Path(f).name for f in files}
         kept = [(image, name) for image, name in zip(sampler.images, sampler.names, strict=True) if name in keep]
