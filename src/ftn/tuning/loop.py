@@ -44,6 +44,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from ..data.images import list_images
 from ..io import UnknownArchitecture, load, load_base, read_metadata
 from ..io import save as save_model
 from ..methods import TunableModel, attach
@@ -263,8 +264,6 @@ def tune(
         teacher_net.to(dev)
     if isinstance(level2, PairsSpec):
         try:  # the inputs' sizes bound the patch; a folder that is not there is the source's to report
-            from ..data.images import list_images
-
             smallest = smallest_side(list_images(level2.input_dir))
         except ValueError:
             smallest = None
