@@ -265,7 +265,8 @@ def test_resume_keeps_the_sizes_chosen_from_free_memory(files, tmp_path, monkeyp
     resumed = tune(files["base"], out=out, resume=True, **run)
     a, b = read_state_dict(straight), read_state_dict(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert (read_metadata(resumed)["tuned"]["batch_size"], read_metadata(resumed)["tuned"]["patch_size"]) == (8, 32)
+    tuned = read_metadata(resumed)["tuned"]
+    assert (tuned["batch_size"], tuned["patch_size"]) == (8, 32) and tuned["sizes"] == sizes["sizes"]  # how, too
 
 
 def test_minutes_budget_stops(files, tmp_path, monkeypatch) -> None:

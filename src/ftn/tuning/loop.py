@@ -279,7 +279,8 @@ def tune(
     recipe = {"base": origin, "from": level1.record(), "to": level2.record(), "data": _data_name(data, level2),
               "method": method, "method_options": model.options, "batch_size": batch_size, "patch_size": patch_size,
               "lr": lr, "seed": seed, "loss": "l1", "held_out": [f.name for f in held]}
-    run = {"iters": iters, "minutes": minutes, "device": str(dev), "checkpoint_every": checkpoint_every}
+    run = {"iters": iters, "minutes": minutes, "device": str(dev), "checkpoint_every": checkpoint_every,
+           "sizes": sizes_note}
     start, elapsed_before = 0, 0.0
     if saved is not None:
         differ = sorted(k for k in recipe if saved.get(k) != recipe[k])
@@ -374,6 +375,8 @@ def _sizes(model: TunableModel, probe: torch.Tensor, device: torch.device, batch
            patch_size: int | None, saved: dict[str, Any] | None, smallest: int | None) -> tuple[int, int, str]:
     """(batch, patch, how they were chosen): as given, as the checkpoint's (resume), or from free memory."""
     if saved is not None:  # resume: the free memory has changed since; keep the run's sizes
+        if batch_size is None and patch_size is None and saved.get("sizes"):
+            return int(saved["batch_size"]), int(saved["patch_size"]), str(saved["sizes"])
         batch_size = batch_size or saved.get("batch_size")
         patch_size = patch_size or saved.get("patch_size")
     if batch_size is not None and patch_size is not None:
