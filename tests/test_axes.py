@@ -402,6 +402,20 @@ def test_save_and_load_round_trip(tmp_path, method, options) -> None:
         ftn.load_axes(tmp_path / "plain.safetensors")
 
 
+def test_ftn_save_and_ftn_load_speak_multi_axis_files(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = attach_axes(ftn.build_arch("adafm_net", size="mini"), "ftn",
+                        [AxisSpec("sigma", 3, levels=(5, 15, 30)), AxisSpec("quality", levels=(90, 10))]).eval()
+    _perturb(model.tuner_parameters())
+    path = tmp_path / "restore.safetensors"
+    ftn.save(model, path, note="through ftn.save")  # was: a file without the structure, which no loader read
+    loaded = ftn.load(path).eval()
+    assert isinstance(loaded, ftn.AxesModel) and loaded.metadata["note"] == "through ftn.save"
+    x, setting = torch.rand(1, 3, 16, 16), {"sigma": 1.3, "quality": 0.6}
+    with torch.no_grad():
+        assert torch.equal(loaded(x, alpha=setting), model(x, alpha=setting))
+
+
 def test_a_custom_network_loads_with_model_given(tmp_path) -> None:
     _, model = _make("ftn", {}, "multi")
     path = tmp_path / "tiny.safetensors"

@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from .archs import ARCHS, build_arch
-from .methods import METHODS, TunableModel, attach
+from .methods import METHODS, AxesModel, TunableModel, attach
 
 __all__ = ["save", "load", "load_tunable", "load_base", "base_record", "read_metadata", "read_state_dict",
            "UnknownArchitecture", "FORMAT"]
@@ -63,6 +63,11 @@ def save(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> None:
     Keyword arguments become metadata (``task="denoise"``, ``levels=[{"sigma": 20}, {"sigma": 80}]``,
     ...) and override what the model already carries in ``model.metadata``.
     """
+    if isinstance(model, AxesModel):
+        from .axes_io import save_axes  # axes_io builds on this module's readers: imported here, not at the top
+
+        save_axes(model, path, **metadata)
+        return
     clash = _RESERVED & set(metadata)
     if clash:
         raise ValueError(f"metadata keys {sorted(clash)} are written by ftn itself")
@@ -141,7 +146,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
 def load(path: str | os.PathLike, *, model: nn.Module | None = None) -> nn.Module:
     """Load a file written by :func:`save`.
 
-    Returns a :class:`TunableModel` when the file holds a method, else the plain network. The
+    Returns a :class:`TunableModel` when the file holds a method, an :class:`~ftn.methods.axes.AxesModel`
+    when it holds several axes or anchors (:mod:`ftn.axes_io`), else the plain network. The
     architecture is rebuilt from the metadata: an ``ftn.ARCHS`` one, or a spandrel architecture a
     tuned file records (spandrel must be installed); for any other network, pass an instance of it as
     ``model``. The file's metadata is available as ``result.metadata``.
@@ -150,6 +156,10 @@ def load(path: str | os.PathLike, *, model: nn.Module | None = None) -> nn.Modul
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
     meta = read_metadata(path)
+    if meta.get("format") == FORMAT and "multi_axis" in meta:
+        from .axes_io import load_axes  # axes_io builds on this module's readers: imported here, not at the top
+
+        return load_axes(path, model=model)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not an ftn model file (metadata format {meta.get('format')!r}, expected {FORMAT!r})")
     state: dict[str, Tensor] | None = None
