@@ -8,6 +8,7 @@ model on small images, and ``ftn train`` for the config checks.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import struct
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ftn.cli import main as ftn_main
@@ -195,3 +197,152 @@ def test_export_refuses_a_crafted_pickle(tmp_path: Path, capsys) -> None:
     assert code != 0 and not (tmp_path / "PWNED").exists() and not (tmp_path / "x.safetensors").exists()
     err = capsys.readouterr().err.strip()
     assert "error" in err and "\n" not in err
+
+
+# -- crafted model files (issue 18, item 1): refused in one line, before anything large is built ----
+
+
+def _tiny_file(path: Path) -> tuple[dict, dict]:
+    """A small, valid tunable model file; returns its metadata and tensors for crafting variants."""
+    import ftn
+    from ftn.io import read_metadata, read_state_dict
+
+    torch.manual_seed(0)
+    ftn.save(ftn.attach(ftn.build_arch("adafm_net", size="mini", channels=8, blocks=2), "ftn"), path, task="denoise")
+    return read_metadata(path), read_state_dict(path)
+
+
+def _crafted(path: Path, meta_change: Callable[[dict], None] | None = None,
+             tensor_change: Callable[[dict], None] | None = None, raw_meta: str | None = None) -> None:
+    from safetensors.torch import save_file
+
+    meta, tensors = _tiny_file(path)
+    if meta_change:
+        meta_change(meta)
+    if tensor_change:
+        tensor_change(tensors)
+    save_file(tensors, path, metadata={"ftn": raw_meta if raw_meta is not None else json.dumps(meta)})
+
+
+def _options(**change) -> Callable[[dict], None]:
+    return lambda meta: meta["arch_options"].update(change)
+
+
+def _stored_as(dtype: torch.dtype) -> Callable[[dict], None]:
+    return lambda t: t.update({"conv_first.base.weight": t["conv_first.base.weight"].to(dtype)})
+
+
+# name: (metadata change, tensor change, raw metadata, expected piece of the message)
+CRAFTED_MODELS: dict[str, tuple] = {
+    "4000 channels asked by a tiny file": (_options(channels=2000), None, None, "tensors do not fit the network"),
+    "a million blocks": (_options(blocks=1_000_000), None, None, "blocks must be at most"),
+    "huge method option": (lambda m: m["method_options"].update(groups=10**9), None, None, "tensors do not fit"),
+    "weights stored as bool": (None, _stored_as(torch.bool), None, "stored as BOOL"),
+    "weights stored as int64": (None, _stored_as(torch.int64), None, "stored as I64"),
+    "weights stored as fp8": (None, _stored_as(torch.float8_e4m3fn), None, "stored as F8_E4M3"),
+    "zero-size tensor": (None, lambda t: t.update({"conv_first.base.weight": torch.zeros(8, 0, 3, 3)}), None, "shape of"),
+    "allow_extrapolation 'no'": (lambda m: m.update(allow_extrapolation="no"), None, None, "must be true or false"),
+    "options not an object": (lambda m: m.update(arch_options=[1] * 10**5), None, None, "must be an object, got a list"),
+    "option value huge string": (_options(size="x" * 10**6), None, None, "short string"),
+    "deeply nested metadata": (None, None, "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    "nested below the parser's limit": (None, None, '{"a":' * 200 + "1" + "}" * 200, "nested too deeply"),
+}
+
+
+@pytest.mark.parametrize("case", list(CRAFTED_MODELS))
+def test_crafted_model_files_are_refused_in_one_line(case: str, tmp_path: Path) -> None:
+    import ftn
+
+    meta_change, tensor_change, raw, pattern = CRAFTED_MODELS[case]
+    path = tmp_path / "m.safetensors"
+    _crafted(path, meta_change, tensor_change, raw)
+    with pytest.raises(ValueError, match=pattern) as info:
+        ftn.load(path)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 600, str(info.value)[:1000]
+
+
+def test_ftn_info_on_deeply_nested_metadata_is_one_line(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "m.safetensors"
+    _crafted(path, raw_meta="[" * 100_000 + "]" * 100_000)
+    assert ftn_main(["info", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ftn info: error:") and "\n" not in err and "nested too deeply" in err
+
+
+def test_describe_metadata_is_bounded() -> None:
+    from ftn.io import describe_metadata
+
+    nested: object = 1
+    for _ in range(40):
+        nested = [nested]
+    text = describe_metadata({"task": "denoise", "long": "x" * 10**6, "many": list(range(10**5)), "deep": nested})
+    assert len(text) < 20_000 and "(1000000 characters)" in text and "more items" in text and "nested too deeply" in text
+    assert describe_metadata({"task": "denoise"}) == json.dumps({"task": "denoise"}, indent=2)
+
+
+def _zero_size_rrdbnet(path: Path) -> None:
+    """Keys of a 23-block RRDBNet with 2000 channels whose tensors hold no values at all (0x0 kernels)."""
+    state = {"conv_first.weight": torch.zeros(2000, 3, 0, 0), "conv_last.weight": torch.zeros(3, 2000, 0, 0)}
+    for i in range(23):
+        state[f"body.{i}.rdb1.conv1.weight"] = torch.zeros(1000, 2000, 0, 0)
+    torch.save(state, path)
+
+
+def _strided_pth(path: Path) -> None:
+    """A .pth whose tensor claims 2000x2000x3x3 values over a one-element storage (zero strides)."""
+    state = {"dncnn.0.weight": torch.zeros(1).as_strided((2000, 2000, 3, 3), (0, 0, 0, 0)),
+             "dncnn.2.weight": torch.zeros(1).as_strided((3, 2000, 3, 3), (0, 0, 0, 0))}
+    torch.save(state, path)
+
+
+# name: (how to make the checkpoint, file name, expected piece of the message)
+CRAFTED_CHECKPOINTS: dict[str, tuple[Callable[[Path], None], str, str]] = {
+    "zero-size tensors asking for 2000 channels": (_zero_size_rrdbnet, "z.pth", "do not fit rrdbnet"),
+    "zero strides over one value": (_strided_pth, "s.pth", "holds fewer values"),
+    "damaged safetensors": (lambda p: p.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}"), "d.safetensors", "not a safetensors file"),
+    "weights stored as int64": (lambda p: torch.save({"dncnn.0.weight": torch.zeros(8, 1, 3, 3, dtype=torch.int64),
+                                                      "dncnn.2.weight": torch.zeros(1, 8, 3, 3)}, p), "i.pth", "dncnn.0.weight torch.int64"),
+    "zero kernels in DnCNN layout": (lambda p: torch.save({"dncnn.0.weight": torch.zeros(0, 1, 3, 3)}, p), "e.pth", "channels must be a positive int"),
+}
+
+
+@pytest.mark.parametrize("case", list(CRAFTED_CHECKPOINTS))
+def test_crafted_checkpoints_are_refused_by_load_base(case: str, tmp_path: Path) -> None:
+    import ftn
+
+    make, name, pattern = CRAFTED_CHECKPOINTS[case]
+    make(tmp_path / name)
+    with pytest.raises(ValueError, match=pattern) as info:
+        ftn.load_base(tmp_path / name)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 1000, str(info.value)[:1000]
+
+
+_PEAK_SCRIPT = """
+import resource, sys, ftn
+for path in sys.argv[1:]:
+    try:
+        (ftn.load_base if path.endswith(".pth") else ftn.load)(path)
+    except ValueError:
+        pass
+    else:
+        raise SystemExit(f"{path} was accepted")
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_crafted_files_cost_little_memory(tmp_path: Path) -> None:
+    """Peak RSS of a fresh process refusing the memory cases (they took 4.7 to 7.6 GB before)."""
+    import subprocess
+    import sys
+
+    files = []
+    for case in ("4000 channels asked by a tiny file", "huge method option"):
+        files.append(tmp_path / f"{len(files)}.safetensors")
+        _crafted(files[-1], *CRAFTED_MODELS[case][:3])
+    for make in (_zero_size_rrdbnet, _strided_pth):
+        files.append(tmp_path / f"{len(files)}.pth")
+        make(files[-1])
+    done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, *map(str, files)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:] + done.stdout
+    peak_mb = int(done.stdout.split()[-1])
+    assert peak_mb < 1500, f"peak RSS {peak_mb} MB"

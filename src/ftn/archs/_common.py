@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "LIMITS",
     "ResidualBlock",
     "SIZES",
     "check_bool",
@@ -25,22 +26,44 @@ SIZES: tuple[str, ...] = ("full", "mini")
 def check_size(size: str) -> None:
     """Raise ``ValueError`` unless ``size`` is one of :data:`SIZES`."""
     if size not in SIZES:
-        raise ValueError(f"size must be one of {list(SIZES)}, got {size!r}")
+        raise ValueError(f"size must be one of {list(SIZES)}, got {_short(size)}")
+
+
+#: The largest value each size option may take: far above any published network (ESRGAN: 64
+#: channels, 23 blocks; DnCNN-B: depth 20), far below what would exhaust memory. A model file's
+#: metadata chooses these numbers, so they are checked before anything is built.
+LIMITS: dict[str, int] = {
+    "in_channels": 64,
+    "out_channels": 64,
+    "channels": 2048,
+    "growth": 2048,
+    "blocks": 256,
+    "depth": 256,
+    "scales": 6,
+}
 
 
 def check_positive_ints(**values: int) -> None:
-    """Raise ``ValueError`` naming the first option that is not a positive ``int``."""
+    """Raise ``ValueError`` naming the first option that is not a positive ``int`` within :data:`LIMITS`."""
     for name, value in values.items():
         # bool is an int subclass; reject it so a misplaced flag is not read as 1 channel.
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+            raise ValueError(f"{name} must be a positive int, got {_short(value)}")
+        if value > LIMITS.get(name, value):
+            raise ValueError(f"{name} must be at most {LIMITS[name]}, got {value}")
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: option values come from files and must not flood a message."""
+    text = repr(value) if not isinstance(value, (list, dict)) else type(value).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_bool(**values: bool) -> None:
     """Raise ``ValueError`` naming the first option that is not a ``bool``."""
     for name, value in values.items():
         if not isinstance(value, bool):
-            raise ValueError(f"{name} must be a bool, got {value!r}")
+            raise ValueError(f"{name} must be a bool, got {_short(value)}")
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 1) -> torch.Tensor:
