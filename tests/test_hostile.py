@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import struct
+import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -346,3 +347,100 @@ def test_crafted_files_cost_little_memory(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:] + done.stdout
     peak_mb = int(done.stdout.split()[-1])
     assert peak_mb < 1500, f"peak RSS {peak_mb} MB"
+
+
+# -- ftn train: configs and run folders (issue 18, items 6 and 7) --------------------------------------
+
+_BOMB = "\n".join(
+    [f'a0: &a0 ["{"lol" * 3}"' + ', "lol"' * 8 + "]"]
+    + [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+)
+
+
+def _run_folder(tmp: Path, checkpoint: bytes | None) -> Path:
+    run = tmp / "run"
+    run.mkdir()
+    if checkpoint is not None:
+        (run / "checkpoint.safetensors").write_bytes(checkpoint)
+    return run
+
+
+def _random_bytes(n: int) -> bytes:
+    return np.random.default_rng(0).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def _truncated_checkpoint() -> bytes:
+    from ftn.archs import build_arch
+    from ftn.train import save_checkpoint
+
+    model = build_arch("adafm_net", size="mini", channels=4, blocks=1)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "c.safetensors"
+        save_checkpoint(path, model=model, optimizer=torch.optim.Adam(model.parameters()), scheduler=None, step=1,
+                        elapsed_s=1.0, config={})
+        data = path.read_bytes()
+    return data[: len(data) // 2]
+
+
+# name: (config text (with {train}, {out}), checkpoint bytes or None (no run folder), argv extra, message piece)
+TRAIN_FAILURES: dict[str, tuple[str, Callable[[], bytes | None] | None, list[str], str]] = {
+    "YAML alias bomb": ("task: denoise\ntrain_data: {train}\narch_options:\n  x: *a9\n", None, [], "alias bomb"),
+    "alias bomb in an override": ("task: denoise\ntrain_data: {train}\n", None,
+                                  ["--set", "arch_options=" + _BOMB + "\n"], "alias bomb"),
+    "huge value in an error": ("task: denoise\ntrain_data: {train}\nlevel: '" + "x" * 100_000 + "'\n", None, [], "..."),
+    "out_dir is a file": ("task: denoise\ntrain_data: {train}\nout_dir: {out}/file.txt\n", None, [], "is a file, not a folder"),
+    "out_dir below a file": ("task: denoise\ntrain_data: {train}\nout_dir: {out}/file.txt/run\n", None, [], "is a file, not a folder"),
+    "resume from an empty checkpoint": ("task: denoise\ntrain_data: {train}\nout_dir: {out}/run\n", lambda: b"", ["--resume"],
+                                        "not a readable training checkpoint"),
+    "resume from random bytes": ("task: denoise\ntrain_data: {train}\nout_dir: {out}/run\n", lambda: _random_bytes(4096),
+                                 ["--resume"], "not a readable training checkpoint"),
+    "resume from a truncated checkpoint": ("task: denoise\ntrain_data: {train}\nout_dir: {out}/run\n", _truncated_checkpoint,
+                                           ["--resume"], "checkpoint"),
+}
+
+
+@pytest.mark.parametrize("case", list(TRAIN_FAILURES))
+def test_train_refuses_in_one_line_before_building_the_model(case: str, tmp_path: Path, capsys, monkeypatch) -> None:
+    from ftn.train import loop
+    from ftn.train.cli import main as train_main
+
+    text, checkpoint, extra, pattern = TRAIN_FAILURES[case]
+    (tmp_path / "train").mkdir()
+    _png(tmp_path / "train" / "a.png")
+    (tmp_path / "file.txt").write_text("not a folder")
+    if checkpoint is not None:
+        _run_folder(tmp_path, checkpoint())
+    config = tmp_path / "c.yaml"
+    config.write_text((_BOMB + "\n" if "*a9" in text else "") + text.format(train=tmp_path / "train", out=tmp_path))
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was built before the refusal")
+
+    monkeypatch.setattr(loop, "build_model", no_model)
+    before = sorted(tmp_path.rglob("*"))
+    code = train_main([str(config), "--no-progress", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("ftn train: error:") and "\n" not in err and pattern in err, err[:2000]
+    assert len(err) < 1000
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_checkpoint_with_a_wrong_size_rng_state_is_refused(tmp_path: Path) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from ftn.archs import build_arch
+    from ftn.train import load_checkpoint, save_checkpoint
+
+    model = build_arch("adafm_net", size="mini", channels=4, blocks=1)
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, model=model, optimizer=torch.optim.Adam(model.parameters()), scheduler=None, step=1,
+                    elapsed_s=1.0, config={})
+    with safe_open(str(path), "pt") as f:
+        tensors, meta = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    tensors["rng/cpu"] = tensors["rng/cpu"][:100]
+    save_file(tensors, path, metadata=meta)
+    state = torch.get_rng_state()
+    with pytest.raises(ValueError, match="random generator state") as info:
+        load_checkpoint(path, model, torch.optim.Adam(model.parameters()))
+    assert "\n" not in str(info.value) and torch.equal(torch.get_rng_state(), state)

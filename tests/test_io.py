@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 
 import pytest
@@ -213,3 +214,21 @@ def test_load_base_refuses_a_pickle_payload_without_running_it(tmp_path) -> None
     with pytest.raises(ValueError, match="weights_only=True"):
         ftn.load_base(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_models_and_checkpoints_are_written_with_the_umasks_mode(tmp_path, umask) -> None:
+    """Not the 0600 of tempfile.mkstemp (issue 18, item 8): a model is shared like any other file."""
+    from ftn.train import save_checkpoint
+
+    model = _tunable()
+    previous = os.umask(umask)
+    try:
+        ftn.save(model, tmp_path / "m.safetensors")
+        save_checkpoint(tmp_path / "c.safetensors", model=model.model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                        scheduler=None, step=0, elapsed_s=0.0, config={})
+        (tmp_path / "plain.txt").write_text("reference")
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"m.safetensors": 0o666 & ~umask, "c.safetensors": 0o666 & ~umask, "plain.txt": 0o666 & ~umask}

@@ -35,6 +35,7 @@ from .methods import METHODS, AxesModel, TunableModel, attach
 
 __all__ = ["save", "load", "load_tunable", "load_base", "base_record", "read_metadata", "read_state_dict",
            "read_header", "check_structure", "build_checked", "describe_metadata", "short", "temporary_beside",
+           "move_into_place",
            "UnknownArchitecture", "FORMAT"]
 
 FORMAT = "ftn/1"
@@ -125,14 +126,16 @@ def _umask() -> int:
     return mask
 
 
-def temporary_beside(path: str | os.PathLike) -> Path:
+def temporary_beside(path: str | os.PathLike, *, prefix: str | None = None) -> Path:
     """A new, empty temporary file in ``path``'s folder, to write and then ``os.replace`` onto ``path``.
 
     Its mode is what a plain ``open(path, "w")`` would give (0o666 less the umask), not the 0o600 of
-    ``tempfile.mkstemp``, which ``os.replace`` would otherwise carry to the final file.
+    ``tempfile.mkstemp``, which ``os.replace`` would otherwise carry to the final file. Its name is
+    ``prefix`` (default ``"<name>."``), random characters and ``.tmp``.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    prefix = path.name + "." if prefix is None else prefix
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent if str(path.parent) else ".")
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_umask())
@@ -140,6 +143,17 @@ def temporary_beside(path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp)
+
+
+def move_into_place(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """``os.replace(tmp, path)``, first giving ``tmp`` the umask's mode (0o666 less the umask).
+
+    Writers such as safetensors' ``save_file`` create their file with mode 0o600 whatever the umask,
+    and ``os.replace`` keeps it: models, checkpoints and reports would be unreadable to the group
+    that reads the images written beside them.
+    """
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
 
 
 class UnknownArchitecture(ValueError):
@@ -195,7 +209,7 @@ def save(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> None:
     tmp = temporary_beside(path)
     try:
         save_file(tensors, tmp, metadata={"ftn": json.dumps(meta)})
-        os.replace(tmp, path)
+        move_into_place(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

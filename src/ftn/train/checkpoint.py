@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,8 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
+
+from ..io import move_into_place, temporary_beside
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_info", "CHECKPOINT_FORMAT"]
 
@@ -108,13 +109,12 @@ def _fsync_dir(folder: Path) -> None:
 def _write_atomically(tensors: dict[str, Tensor], metadata: dict[str, str], path: Path) -> None:
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
+    tmp = temporary_beside(path, prefix=f".{path.name}.")
     try:
         save_file(tensors, tmp, metadata=metadata)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        move_into_place(tmp, path)  # the umask's mode, not save_file's 0600
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -161,18 +161,43 @@ def save_checkpoint(
     _write_atomically(tensors, {_META_KEY: json.dumps(info)}, Path(path))
 
 
+def _one_line(err: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: The fields every checkpoint's JSON has, and their types.
+_FIELDS = {"step": int, "elapsed_s": (int, float), "config": dict, "optimizer": dict}
+
+
 def read_checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON part of a checkpoint (step, elapsed_s, config, ...), without loading tensors."""
+    """The JSON part of a checkpoint (step, elapsed_s, config, ...), without loading tensors.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: an empty, truncated or foreign file, or one whose JSON lacks a field (one line).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        raw = (f.metadata() or {}).get(_META_KEY)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(_META_KEY)
+    except Exception as err:  # safetensors' own error: an empty, truncated or random file
+        raise ValueError(f"{path}: not a readable training checkpoint ({_one_line(err)}); "
+                         "start again without --resume (the folder's checkpoint is damaged)") from None
     if raw is None:
         raise ValueError(f"{path}: not an ftn training checkpoint (no {_META_KEY!r} metadata)")
-    info = json.loads(raw)
-    if info.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: checkpoint format {info.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+    try:
+        info = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        raise ValueError(f"{path}: the checkpoint's {_META_KEY!r} metadata is not valid JSON") from None
+    if not isinstance(info, dict) or info.get("format") != CHECKPOINT_FORMAT:
+        found = info.get("format") if isinstance(info, dict) else None
+        raise ValueError(f"{path}: checkpoint format {str(found)[:40]!r}, expected {CHECKPOINT_FORMAT!r}")
+    for name, kind in _FIELDS.items():
+        if not isinstance(info.get(name), kind) or isinstance(info.get(name), bool):
+            raise ValueError(f"{path}: the checkpoint's {name!r} is missing or malformed")
     return info
 
 
@@ -190,19 +215,30 @@ def load_checkpoint(
     ``extra``, ``objective_state`` (for ``Objective.load_checkpoint_state``).
     """
     info = read_checkpoint_info(path)
-    with safe_open(str(path), framework="pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # safetensors' own error: data cut short after a valid header
+        raise ValueError(f"{path}: the checkpoint's tensors cannot be read ({_one_line(err)})") from None
+    rng = tensors.get("rng/cpu")
+    if restore_rng and (rng is None or rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape):
+        found = "none" if rng is None else f"{rng.dtype} {tuple(rng.shape)}"
+        raise ValueError(f"{path}: the checkpoint's random generator state is {found}, "
+                         f"expected uint8 {tuple(torch.get_rng_state().shape)}")
     model_state = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
-    model.load_state_dict(model_state, strict=True)
-    if optimizer is not None:
-        optim_tensors = {k: v for k, v in tensors.items() if k.startswith("optim/")}
-        optimizer.load_state_dict(_join_optimizer_state(optim_tensors, info["optimizer"]))
-    if scheduler is not None and info.get("scheduler") is not None:
-        scheduler.load_state_dict(info["scheduler"])
+    try:  # each part is checked by its loader; one that does not fit is a one-line error
+        model.load_state_dict(model_state, strict=True)
+        if optimizer is not None:
+            optim_tensors = {k: v for k, v in tensors.items() if k.startswith("optim/")}
+            optimizer.load_state_dict(_join_optimizer_state(optim_tensors, info["optimizer"]))
+        if scheduler is not None and info.get("scheduler") is not None:
+            scheduler.load_state_dict(info["scheduler"])
+        info["objective_state"] = _join_tree(info.get("objective") or {}, tensors)
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: the checkpoint does not fit this run ({type(err).__name__}: {_one_line(err)})") from None
     if restore_rng:
-        torch.set_rng_state(tensors["rng/cpu"])
+        torch.set_rng_state(rng)
         cuda_states = [tensors[f"rng/cuda/{i}"] for i in range(len(tensors)) if f"rng/cuda/{i}" in tensors]
         if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)
-    info["objective_state"] = _join_tree(info.get("objective") or {}, tensors)
     return info

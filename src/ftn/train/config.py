@@ -101,6 +101,57 @@ class TrainConfig:
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _TYPES = typing.get_type_hints(TrainConfig)
 
+#: A config file is a page of keys: these bounds are far above any real one. YAML aliases let a few
+#: hundred bytes name billions of values (``b: [*a, *a, ...]``, nested), so the size that counts is
+#: the expanded one, measured without expanding.
+_MAX_CHARS = 1_000_000
+_MAX_VALUES = 100_000
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, cut to about ``limit`` characters; containers are only counted."""
+    if isinstance(value, (list, tuple, dict)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'} of {len(value)} items"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _too_many_values(tree: Any, limit: int = _MAX_VALUES) -> bool:
+    """Whether ``tree`` holds more than ``limit`` values once aliases are expanded; stops counting at the limit."""
+    count, stack = 0, [tree]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return False
+
+
+def _read_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` of a config or an override, refused when it is (or expands to) more than a config holds.
+
+    Raises:
+        ValueError: not valid YAML, over :data:`_MAX_CHARS` characters or :data:`_MAX_VALUES`
+            values after alias expansion (one line).
+    """
+    if len(text) > _MAX_CHARS:
+        raise ValueError(f"{where}{len(text)} characters is too large for a config (at most {_MAX_CHARS})")
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{where}not valid YAML ({_short(' '.join(str(err).split()), 300)})") from None
+    except RecursionError:  # "[[[[..." deeper than the parser goes
+        raise ValueError(f"{where}not valid YAML (nested too deeply)") from None
+    if _too_many_values(loaded):
+        raise ValueError(f"{where}more than {_MAX_VALUES} values once its aliases (*name) are expanded; "
+                         "a config is far smaller (an alias bomb?)")
+    return loaded
+
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
     """A plain, YAML- and JSON-ready dict of the config (tuples become lists)."""
@@ -118,7 +169,7 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 def _unknown_key_message(key: str, known: Sequence[str], where: str) -> str:
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(map(repr, close))}?" if close else f"known keys: {', '.join(known)}"
-    return f"{where}unknown config key {key!r}; {hint}"
+    return f"{where}unknown config key {_short(key)}; {hint}"
 
 
 def _describe(tp: Any) -> str:
@@ -224,7 +275,7 @@ def _check_values(config: TrainConfig) -> None:
         raise ValueError("config key 'train_data' is required: the folder of training images, "
                          "e.g. train_data: ../shared/data/train/BSD432")
     if not config.name or "/" in config.name:
-        raise ValueError(f"config key 'name' must be a non-empty name without '/', got {config.name!r}")
+        raise ValueError(f"config key 'name' must be a non-empty name without '/', got {_short(config.name)}")
 
 
 def validate_config(config: TrainConfig) -> TrainConfig:
@@ -238,7 +289,7 @@ def validate_config(config: TrainConfig) -> TrainConfig:
         try:
             values[name] = _coerce(value, tp)
         except TypeError:
-            raise ValueError(f"config key {name!r} must be {_describe(tp)}, got {value!r}") from None
+            raise ValueError(f"config key {name!r} must be {_describe(tp)}, got {_short(value)}") from None
     checked = TrainConfig(**values)
     if checked.out_dir is None:
         checked.out_dir = str(Path("runs") / checked.name)
@@ -251,23 +302,20 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ValueError(f"override {item!r} is not of the form key=value")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as err:
-        raise ValueError(f"override {item!r}: the value is not valid YAML ({err})") from None
+        raise ValueError(f"override {_short(item)} is not of the form key=value")
+    value = _read_yaml(raw, f"override {_short(item)}: the value is ") if raw.strip() else None
     return key.split("."), value
 
 
 def _apply_override(data: dict[str, Any], path: list[str], value: Any, item: str) -> None:
     head = path[0]
     if head not in _FIELDS:
-        raise ValueError(_unknown_key_message(head, list(_FIELDS), f"override {item!r}: "))
+        raise ValueError(_unknown_key_message(head, list(_FIELDS), f"override {_short(item)}: "))
     if len(path) == 1:
         data[head] = value
         return
     if _TYPES[head] is not dict:
-        raise ValueError(f"override {item!r}: config key {head!r} is not a mapping, set it as {head}=VALUE")
+        raise ValueError(f"override {_short(item)}: config key {head!r} is not a mapping, set it as {head}=VALUE")
     node = data.get(head)
     node = dict(node) if isinstance(node, dict) else {}
     data[head] = node
@@ -292,9 +340,10 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
         if not path.is_file():
             raise FileNotFoundError(f"no config file at {path}")
         try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise ValueError(f"{where}not valid YAML ({err})") from None
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise ValueError(f"{where}not a text file") from None
+        loaded = _read_yaml(text, where)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

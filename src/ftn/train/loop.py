@@ -302,6 +302,13 @@ def val_columns(scores: dict[Any, float], levels: list[Any]) -> dict[str, str]:
 
 
 def check_run_folder(out_dir: Path, resume: bool) -> None:
+    """Refuse a run folder that cannot be used, before anything is built: a file in its place (or in
+    place of a folder above it), a missing checkpoint to resume, or a finished run started again."""
+    for folder in (out_dir, *out_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(f"out_dir {out_dir}: {folder} is a file, not a folder; set out_dir (or name) to a folder")
+            break
     checkpoint = out_dir / "checkpoint.safetensors"
     if resume and not checkpoint.is_file():
         raise FileNotFoundError(f"cannot resume: no checkpoint at {checkpoint}; run without --resume to start")
@@ -321,7 +328,11 @@ def check_resume_config(saved: dict[str, Any], current: dict[str, Any]) -> None:
     """Refuse to resume a checkpoint written with a different recipe (a few keys may change)."""
     differ = sorted(k for k in set(saved) | set(current) if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k))
     if differ:
-        details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differ[:5])
+        def cut(value: Any) -> str:  # the saved side comes from a file: never print it whole
+            text = repr(value)
+            return text if len(text) <= 60 else text[:57] + "..."
+
+        details = "; ".join(f"{cut(k)}: {cut(saved.get(k))} -> {cut(current.get(k))}" for k in differ[:5])
         raise ValueError(
             f"the checkpoint was written with another config ({details}); only "
             f"{sorted(RESUMABLE_CHANGES)} may change when resuming"
@@ -416,6 +427,8 @@ def _train(config: TrainConfig, procs: Processes, *, resume: bool, progress: boo
     out_dir = Path(config.out_dir)
     checkpoint_path, log_path, model_path = (out_dir / n for n in ("checkpoint.safetensors", "log.csv", "model.safetensors"))
     check_run_folder(out_dir, resume)
+    if resume:  # a damaged or foreign checkpoint is refused before the model is built
+        check_resume_config(read_checkpoint_info(checkpoint_path)["config"], recipe)
     if config.batch_size % procs.world_size:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the {procs.world_size} processes")
 
@@ -430,7 +443,6 @@ def _train(config: TrainConfig, procs: Processes, *, resume: bool, progress: boo
     scheduler = build_scheduler(optimizer, config)
     start_step, elapsed_before, last_checkpoint, extra = 0, 0.0, None, {}
     if resume:
-        check_resume_config(read_checkpoint_info(checkpoint_path)["config"], recipe)
         info = load_checkpoint(checkpoint_path, model, optimizer, scheduler)
         start_step, elapsed_before, last_checkpoint = info["step"], info["elapsed_s"], info["step"]
         extra = info.get("extra") or {}
