@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ftn.io import read_metadata
@@ -16,10 +17,13 @@ from ftn.levels import (
     Calibration,
     Levels,
     alpha_to_level,
+    axis_alpha,
     calibration_entry,
     describe_levels,
     level_name,
     level_to_alpha,
+    parse_setting,
+    split_values,
     with_calibration,
 )
 
@@ -259,6 +263,110 @@ def test_with_calibration_writes_through_levels() -> None:
     assert level_to_alpha(axes, 50, "quality") == (pytest.approx(0.5), "")
     with pytest.raises(ValueError, match="say which one"):
         with_calibration(TWO_AXES, Calibration([10, 90], [1, 0]))
+
+
+# -- the per-axis vocabulary (several axes or anchors) ------------------------------------------
+
+# (text, axis names, {axis: text} or the words of the one-line refusal)
+SPLIT_CASES = {
+    "by name": ("sigma=12,quality=70", ["sigma", "quality"], {"sigma": "12", "quality": "70"}),
+    "by name, one of two": ("quality=70", ["sigma", "quality"], {"quality": "70"}),
+    "by name, spaces": (" sigma = 12 , quality=70 ", ["sigma", "quality"], {"sigma": "12", "quality": "70"}),
+    "in axis order": ("0.3,0.8", ["sigma", "quality"], {"sigma": "0.3", "quality": "0.8"}),
+    "one unnamed value, one axis": ("12", ["sigma"], {"sigma": "12"}),
+    "a path as the value": ("sigma=maps/a.png", ["sigma", "quality"], {"sigma": "maps/a.png"}),
+    "one value, two axes": ("0.3", ["sigma", "quality"],
+                            "this model has 2 axes (sigma, quality); give --alpha sigma=...,quality=... or 2 values in that order"),
+    "too many values": ("1,2,3", ["sigma", "quality"], "--alpha has 3 values, but this model has 2 axes (sigma, quality), in that order"),
+    "unknown axis": ("noise=3", ["sigma", "quality"], "--alpha: this model has no axis 'noise'; its axes are sigma, quality"),
+    "an axis twice": ("sigma=1,sigma=2", ["sigma", "quality"], "--alpha gives sigma twice"),
+    "mixed": ("1,quality=2", ["sigma", "quality"], "mixes named (axis=value) and unnamed values"),
+    "empty item": ("1,,2", ["sigma", "quality"], "has an empty value"),
+    "empty": ("", ["sigma"], "has an empty value"),
+    "no value": ("sigma=", ["sigma"], "--alpha sigma= has no value"),
+}
+
+
+@pytest.mark.parametrize(("text", "names", "want"), SPLIT_CASES.values(), ids=SPLIT_CASES.keys())
+def test_split_values(text, names, want) -> None:
+    if isinstance(want, dict):
+        assert split_values(text, names, "--alpha") == want
+    else:
+        with pytest.raises(ValueError) as err:
+            split_values(text, names, "--alpha")
+        assert want in str(err.value) and "\n" not in str(err.value)
+
+
+RESTORE = Levels.from_metadata({"axes": [
+    {"name": "sigma", "anchors": [5, 25, 50], "calibration": {"levels": [5, 10, 25, 50], "alphas": [0, 0.4, 1, 2]}},
+    {"name": "quality", "anchors": [90, 10]},
+]})
+RESTORE_AXES = [("sigma", 2), ("quality", 1)]
+
+# (axis, level, alpha, note): calibrated (clamped with a note), or linear between anchors without one
+AXIS_ALPHA = {
+    "calibrated": ("sigma", 12, 0.48, ""),
+    "calibrated, above": ("sigma", 60, 2.0, "sigma 60 is outside the calibrated range sigma 5 ... sigma 50; using sigma 50"),
+    "anchors, falling": ("quality", 70, 0.25, ""),
+    "at an anchor": ("quality", 10, 1.0, ""),
+}
+
+
+@pytest.mark.parametrize(("axis", "level", "alpha", "note"), AXIS_ALPHA.values(), ids=AXIS_ALPHA.keys())
+def test_axis_alpha(axis, level, alpha, note) -> None:
+    assert axis_alpha(RESTORE.axis(axis), level) == (pytest.approx(alpha), note)
+
+
+def test_axis_alpha_between_several_anchors_maps_and_refusals() -> None:
+    uncalibrated = Axis("sigma", (5, 15, 30, 50))
+    assert [axis_alpha(uncalibrated, v)[0] for v in (5, 10, 15, 22.5, 50)] == pytest.approx([0, 0.5, 1, 1.5, 3])
+    alphas, note = axis_alpha(uncalibrated, np.array([[1.0, 10.0], [40.0, 80.0]]))  # a per-pixel level map
+    assert alphas.ravel().tolist() == pytest.approx([0.0, 0.5, 2.5, 3.0]) and note.startswith("50% of the sigma map")
+    with pytest.raises(ValueError, match=r"^sigma 60 is outside the anchors sigma 5 ... sigma 50, and sigma has no calibration"):
+        axis_alpha(uncalibrated, 60)
+    assert axis_alpha(uncalibrated, 60, clamp=True) == (3.0, "sigma 60 is outside the anchors sigma 5 ... sigma 50; using sigma 50")
+    with pytest.raises(ValueError, match="finite"):
+        axis_alpha(uncalibrated, math.nan)
+    with pytest.raises(ValueError, match="no anchor levels and has no calibration"):
+        axis_alpha(Axis("sigma", None), 20)
+
+
+# (options, {axis: (source, alpha)} or the words of the refusal)
+SETTING_CASES = {
+    "levels": ({"level": "sigma=12,quality=70"}, {"sigma": ("level", 0.48), "quality": ("level", 0.25)}),
+    "alphas in order": ({"alpha": "1.5,0.5"}, {"sigma": ("alpha", 1.5), "quality": ("alpha", 0.5)}),
+    "one axis, the other unset": ({"alpha": "quality=1"}, {"sigma": ("unset", 0.0), "quality": ("alpha", 1.0)}),
+    "map and level": ({"alpha_map": "sigma=m.png", "level": "quality=50"},
+                      {"sigma": ("map", None), "quality": ("level", 0.5)}),
+    "an axis by two options": ({"alpha": "sigma=1", "level": "sigma=12"}, "sigma is set by both --alpha and --level"),
+    "alpha past the last anchor": ({"alpha": "sigma=2.5"}, "--alpha sigma=2.5 is outside sigma's range [0, 2]"),
+    "negative alpha": ({"alpha": "0,-0.1"}, "--alpha quality=-0.1 is outside quality's range [0, 1]"),
+    "alpha not a number": ({"alpha": "sigma=x"}, "--alpha sigma='x' is not a number"),
+    "level outside uncalibrated anchors": ({"level": "quality=95"}, "quality 95 is outside the anchors"),
+}
+
+
+@pytest.mark.parametrize(("options", "want"), SETTING_CASES.values(), ids=SETTING_CASES.keys())
+def test_parse_setting(options, want) -> None:
+    if isinstance(want, str):
+        with pytest.raises(ValueError) as err:
+            parse_setting(RESTORE_AXES, RESTORE, **options)
+        assert want in str(err.value) and "\n" not in str(err.value)
+        return
+    got = parse_setting(RESTORE_AXES, RESTORE, **options)
+    assert list(got) == ["sigma", "quality"]
+    assert {k: (v.source, v.alpha) for k, v in got.items()} == {k: (s, pytest.approx(a) if a is not None else None)
+                                                                for k, (s, a) in want.items()}
+
+
+def test_parse_setting_words_and_a_model_without_levels() -> None:
+    got = parse_setting(RESTORE_AXES, RESTORE, level="sigma=12", alpha="quality=0.5", alpha_map=None)
+    assert got["sigma"].words == "sigma 12 -> alpha 0.48 (calibrated)"
+    assert got["quality"].words == "quality alpha 0.5 (about quality 50)"
+    assert parse_setting(RESTORE_AXES, RESTORE)["quality"].words == "quality alpha 0 (quality 90)"
+    assert parse_setting(RESTORE_AXES, None, alpha="1,1")["sigma"].words == "sigma alpha 1"
+    with pytest.raises(ValueError, match="do not name their anchor levels; give --alpha"):
+        parse_setting(RESTORE_AXES, None, level="sigma=12")
 
 
 # -- the shipped models ---------------------------------------------------------------------------

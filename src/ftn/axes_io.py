@@ -47,7 +47,8 @@ from .levels import Levels
 from .methods.axes import AxesModel, AxisSpec, attach_axes
 from .methods.base import image_channels
 
-__all__ = ["save_axes", "load_axes", "export_axes_onnx", "STRUCTURE_KEY", "ONNX_AXES_FORMAT"]
+__all__ = ["save_axes", "load_axes", "export_axes_onnx", "check_axes_onnx", "check_settings", "STRUCTURE_KEY",
+           "ONNX_AXES_FORMAT"]
 
 #: The ``format`` of the metadata in a multi-axis ONNX file.
 ONNX_AXES_FORMAT = "ftn-onnx-axes/1"
@@ -247,3 +248,43 @@ def export_axes_onnx(model: AxesModel, path: str | os.PathLike, *, opset: int = 
     onnx.helper.set_model_props(proto, {"ftn": json.dumps(written)})
     onnx.save(proto, str(path))
     return written
+
+
+def check_settings(model: AxesModel) -> list[list[float]]:
+    """Alpha vectors that exercise every term of Eq. (A1): 0, each anchor of each axis alone, each
+    corner, a point between anchors on every axis at once, and every axis at its last anchor."""
+    d = len(model.axes)
+    index = {a.name: i for i, a in enumerate(model.axes)}
+    settings = [[0.0] * d]
+    for i, axis in enumerate(model.axes):
+        for k in range(1, axis.anchors):
+            settings.append([float(k) if j == i else 0.0 for j in range(d)])
+    for corner in model.corners:
+        point = [0.0] * d
+        for name, k in corner:
+            point[index[name]] = float(k)
+        settings.append(point)
+    settings.append([min(0.37 + 0.21 * i, a.segments - 0.13) for i, a in enumerate(model.axes)])
+    settings.append([float(a.segments) for a in model.axes])
+    return settings
+
+
+def check_axes_onnx(path: str | os.PathLike, model: AxesModel, settings: list[list[float]] | None = None,
+                    size: tuple[int, int] = (10, 14), batch: int = 2) -> float:
+    """The largest ``|ONNX - PyTorch|`` of a graph from :func:`export_axes_onnx` over ``settings``
+    (default :func:`check_settings`), run with onnxruntime on a random image of another size than
+    the traced one (a graph that froze the size fails)."""
+    import numpy as np
+
+    ort = _require("onnxruntime")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    image = torch.rand(batch, image_channels(model.base_network), *size, generator=torch.Generator().manual_seed(0))
+    worst = 0.0
+    with torch.no_grad():
+        for setting in settings or check_settings(model):
+            expected = model(image, alpha=list(setting)).numpy()
+            got = session.run(None, {"image": image.numpy(), "alpha": np.asarray(setting, dtype=np.float32)})[0]
+            if got.shape != expected.shape:
+                raise ValueError(f"{path}: the ONNX graph gives shape {got.shape} at {setting}, PyTorch {expected.shape}")
+            worst = max(worst, float(np.abs(got - expected).max()))
+    return worst

@@ -4,6 +4,14 @@ Two formats::
 
     ftn export --model denoise --alpha 0.5 -o denoise-a0.5.safetensors   # a plain AdaFM-Net at alpha 0.5
     ftn export --model denoise --format onnx -o denoise.onnx              # image + alpha -> image
+    ftn export --model restore.safetensors --level sigma=12,quality=70 -o r.safetensors   # several axes
+    ftn export --model restore.safetensors -o restore.onnx                # image + alpha vector (D,)
+
+**Multi-axis models** (:class:`ftn.methods.axes.AxesModel`, :func:`run_export`): ``--level`` and
+``--alpha`` take a value per axis in :mod:`ftn.levels`'s vocabulary (axes not set stay at alpha 0),
+and the safetensors file is ``model.export(setting)``, the plain network at that setting; ONNX is
+:func:`ftn.axes_io.export_axes_onnx` (inputs ``image`` and ``alpha`` (D,)), checked against PyTorch
+with onnxruntime at the anchors, corners and between (:func:`ftn.axes_io.check_axes_onnx`).
 
 **The original checkpoint's key layout** (:func:`export_original`): a model tuned by ``ftn tune`` from
 someone else's checkpoint (read by spandrel or :func:`ftn.load_base`) records how that checkpoint
@@ -319,19 +327,31 @@ def check_onnx(
     return worst
 
 
+def _as_number(value: float | str | None, option: str) -> float | None:
+    """A one-axis model's ``--alpha`` / ``--level``: one number (the text the command line gives, or a float)."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{option} needs a number for this one-axis model, got {value!r}") from None
+
+
 def run_export(
-    model_name: str, out: str, *, fmt: str | None = None, alpha: float | None = None, level: float | None = None,
-    layout: str | None = None,
+    model_name: str, out: str, *, fmt: str | None = None, alpha: float | str | None = None,
+    level: float | str | None = None, layout: str | None = None,
 ) -> int:
     """``ftn export``: load a shipped model or a model file, write it as ``fmt``, say what was written.
 
     ``layout`` (for ``--alpha``/``--level``): ``"original"`` (the default where the model records its
     base checkpoint's layout: :func:`export_original`) or ``"ftn"`` (ftn's own safetensors). ``fmt``
-    ``"pth"`` (or ``-o x.pth``) is only for the original layout.
+    ``"pth"`` (or ``-o x.pth``) is only for the original layout. ``alpha`` and ``level`` are
+    numbers, or for a multi-axis model texts such as ``"sigma=12,quality=70"`` (:mod:`ftn.levels`).
     Refusals are raised as one-line ``ValueError``s (the CLI prints them and exits with status 2).
     """
     from . import models
     from .io import load
+    from .methods.axes import AxesModel
 
     suffixes = {".safetensors": "safetensors", ".onnx": "onnx", ".pth": "pth", ".pt": "pth"}
     fmt = fmt or suffixes.get(Path(out).suffix.lower())
@@ -339,7 +359,11 @@ def run_export(
         raise ValueError(f"cannot tell the format from {out!r}; pass --format safetensors, pth or onnx")
     if layout not in (None, "original", "ftn"):
         raise ValueError(f"--layout is 'original' or 'ftn', got {layout!r}")
-    model = _check_tunable(load(models.resolve(model_name))).eval()  # frozen norms: running statistics, in ONNX too
+    loaded = load(models.resolve(model_name))
+    if isinstance(loaded, AxesModel):
+        return _export_axes(loaded.eval(), model_name, out, fmt, alpha, level, layout)
+    alpha, level = _as_number(alpha, "--alpha"), _as_number(level, "--level")
+    model = _check_tunable(loaded).eval()  # frozen norms: running statistics, in ONNX too
     recorded = original_layout(model)
     if layout == "original" and recorded is None:
         raise ValueError(f"{model_name} records no original checkpoint layout (its base is an ftn model or your own "
@@ -382,6 +406,66 @@ def run_export(
     kind = (f"{Path(out).suffix.lstrip('.')} in the original checkpoint's key layout ({what})" if original
             else "safetensors in ftn's layout")
     print(f"wrote {out} ({_file_size(out)}): {kind}; a plain {arch} at alpha {alpha:g}, serving {serves} (the model spans {spans})")
+    return 0
+
+
+def _export_axes(
+    model: Any, model_name: str, out: str, fmt: str, alpha: float | str | None, level: float | str | None,
+    layout: str | None,
+) -> int:
+    """``ftn export`` of a multi-axis model: plain safetensors at one setting, or ONNX with the alpha vector."""
+    from .axes_io import check_axes_onnx, check_settings, export_axes_onnx
+    from .io import save
+    from .levels import parse_setting
+
+    names = ", ".join(f"{a.name} in [0, {a.segments}]" for a in model.axes)
+    levels = model.levels
+    spans = levels.describe() if levels is not None else "anchor levels not named"
+    if layout == "original" or fmt == "pth":
+        raise ValueError("a multi-axis model is exported in ftn's own layout only: write .safetensors or .onnx")
+    if fmt == "onnx":
+        if alpha is not None or level is not None:
+            raise ValueError("an ONNX file serves every setting, given as its alpha input (one value per axis) at "
+                             "run time; drop --alpha/--level")
+        _require("onnxruntime")  # for the check below: refuse before writing anything
+        try:
+            export_axes_onnx(model, out)
+        except ImportError as err:
+            raise ValueError(str(err)) from None
+        settings = check_settings(model)
+        worst = check_axes_onnx(out, model, settings)
+        if not worst <= 1e-3:  # also catches NaN
+            Path(out).unlink()
+            raise ValueError(f"the ONNX graph differs from PyTorch by {worst:.3g}; nothing written")
+        print(f"wrote {out} ({_file_size(out)}): onnx, inputs image (N, C, H, W) and alpha ({len(model.axes)},): "
+              f"{names} ({spans})")
+        print(f"checked with onnxruntime against PyTorch at {len(settings)} settings (0, every anchor and corner, "
+              f"between): max difference {worst:.1e}")
+        return 0
+    if alpha is None and level is None:
+        raise ValueError("a safetensors file holds one setting: give --level (e.g. sigma=12,quality=70) and/or --alpha")
+    text = {k: None if v is None else v if isinstance(v, str) else f"{v:g}" for k, v in (("alpha", alpha), ("level", level))}
+    values = parse_setting([(a.name, a.segments) for a in model.axes], levels, alpha=text["alpha"], level=text["level"])
+    for value in values.values():
+        if value.note:
+            print(value.note)
+    setting = {name: float(v.alpha) for name, v in values.items()}
+    plain = model.export(setting)
+    meta: dict[str, Any] = dict(model.metadata or {})
+    written = {
+        "alpha": setting,
+        "level": {n: v.level for n, v in values.items() if v.level is not None} or None,
+        "task": meta.get("task"),
+        "source_model": model_name,
+        "source_method": model.method,
+        "source_method_options": model.options,
+        "source_axes": levels.to_metadata().get("axes") if levels is not None else [a.name for a in model.axes],
+        "ftn_version": _version(),
+    }
+    save(plain, out, **{k: v for k, v in written.items() if v is not None})
+    arch = getattr(model.base_network, "arch_name", None) or type(model.base_network).__name__
+    print(f"wrote {out} ({_file_size(out)}): safetensors in ftn's layout; a plain {arch} at "
+          + "; ".join(v.words for v in values.values()) + f" (the model spans {spans})")
     return 0
 
 

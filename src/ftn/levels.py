@@ -36,8 +36,21 @@ In either form a calibration has equally long ``levels`` and ``alphas`` lists of
 finite numbers, no level twice, and alpha moving one way as the level grows; refusals are one-line
 ``ValueError``\\ s. :class:`Levels` is the parsed, validated whole; the functions below
 (:func:`level_to_alpha`, :func:`alpha_to_level`, :func:`describe_levels`, :func:`level_name`) are what
-``ftn run``, ``ftn export`` and the app call with a model's metadata. Running a model on several
-axes is issue [4/6]; this module only defines and checks how they are written.
+``ftn run``, ``ftn export`` and the app call with a model's metadata.
+
+**The per-axis vocabulary** (:func:`split_values`, :func:`parse_setting`), for models with several
+axes or anchors (:class:`ftn.methods.axes.AxesModel`)::
+
+    --level sigma=12,quality=70      real levels, per axis
+    --alpha 0.3,0.8                  alphas in the model's axis order (axis d in [0, K_d])
+    --alpha sigma=1.5                alphas by name; the axes not named are set elsewhere or stay at 0
+    --alpha-map sigma=map.png        a grey map per axis (black = alpha 0, white = alpha K_d)
+
+The options combine as long as no axis is set twice. A level becomes an alpha through the axis's
+calibration (:func:`axis_alpha`); an axis without calibration maps its anchor levels to their alphas
+(anchor k -> alpha k) and is piecewise linear between them: exact at the anchors, a reasonable guess
+between (the level is refused outside the anchors, where nothing was trained). One-axis models keep
+the old forms (a single unnamed number), read by :func:`level_to_alpha` as before.
 """
 
 from __future__ import annotations
@@ -52,13 +65,17 @@ import numpy as np
 __all__ = [
     "LEVEL_KEYS",
     "Axis",
+    "AxisValue",
     "Calibration",
     "Levels",
     "alpha_to_level",
+    "axis_alpha",
     "calibration_entry",
     "describe_levels",
     "level_name",
     "level_to_alpha",
+    "parse_setting",
+    "split_values",
     "with_calibration",
 ]
 
@@ -529,3 +546,199 @@ def with_calibration(
         calibration = Calibration.from_metadata(calibration)
     levels, _ = _read(metadata)
     return levels.with_calibration(calibration, axis).replace_in(metadata)
+
+
+# -- the per-axis vocabulary (models with several axes or anchors) ---------------------------------
+
+
+@dataclass(frozen=True)
+class AxisValue:
+    """How one axis of a multi-axis model is set, as asked on the command line (or in the app).
+
+    ``source`` is ``"alpha"`` (a number), ``"level"`` (a real level, turned into ``alpha`` by
+    :func:`axis_alpha`), ``"map"`` (a grey image file at ``path``) or ``"unset"`` (alpha 0, the axis's
+    first anchor, unless ``--auto`` estimates it). ``words`` says it in one phrase, e.g.
+    ``"sigma 12 -> alpha 0.35 (calibrated)"``; ``note`` what was adjusted (a level clamped to the
+    calibrated range), or "".
+    """
+
+    axis: str
+    source: str
+    alpha: float | None = None
+    level: float | None = None
+    path: str | None = None
+    words: str = ""
+    note: str = ""
+
+
+def _example(names: Sequence[str]) -> str:
+    return ",".join(f"{n}=..." for n in names)
+
+
+def split_values(text: str, names: Sequence[str], option: str) -> dict[str, str]:
+    """Split ``"sigma=12,quality=70"`` (by name) or ``"0.3,0.8"`` (the model's axis order, ``names``)
+    into ``{axis: text}``. One unnamed value is accepted for a model with one axis.
+
+    Raises:
+        ValueError: (one line) an empty value, an unknown axis, an axis given twice, named and unnamed
+            values mixed, or a vector whose length is not the number of axes.
+    """
+    names = list(names)
+    listed = ", ".join(names)
+    items = [item.strip() for item in str(text).split(",")]
+    if not str(text).strip() or not all(items):
+        raise ValueError(f"{option} {text!r} has an empty value; give e.g. {option} {_example(names)}")
+    named = ["=" in item for item in items]
+    if any(named) and not all(named):
+        raise ValueError(f"{option} {text!r} mixes named (axis=value) and unnamed values; name every value or none")
+    if all(named):
+        out: dict[str, str] = {}
+        for item in items:
+            key, _, value = (part.strip() for part in item.partition("="))
+            if key not in names:
+                raise ValueError(f"{option}: this model has no axis {key!r}; its axes are {listed}")
+            if key in out:
+                raise ValueError(f"{option} gives {key} twice")
+            if not value:
+                raise ValueError(f"{option} {key}= has no value")
+            out[key] = value
+        return out
+    if len(items) == len(names):
+        return dict(zip(names, items, strict=True))
+    if len(items) == 1:
+        raise ValueError(
+            f"this model has {len(names)} axes ({listed}); give {option} {_example(names)} "
+            f"or {len(names)} values in that order"
+        )
+    raise ValueError(f"{option} has {len(items)} values, but this model has {len(names)} axes ({listed}), in that order")
+
+
+def _finite(text: str, option: str, axis: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{option} {axis}={text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{option} {axis}={text} must be a finite number")
+    return value
+
+
+def axis_alpha(axis: Axis, level: float | np.ndarray, *, clamp: bool = False) -> tuple[float | np.ndarray, str]:
+    """The alpha that serves ``level`` on ``axis``; returns ``(alpha, note)``.
+
+    Through the axis's calibration where it has one (a level outside the calibrated range takes the
+    nearest end, and ``note`` says so, as :func:`level_to_alpha` does). Without one, anchor k serves
+    alpha k and alpha is piecewise linear between the anchor levels: exact at the anchors, a guess
+    between them; a level outside the anchors is refused (nothing there was trained). ``level`` may
+    be an array (a per-pixel level map): values outside the range are then clamped to it, and
+    ``note`` says how much of the map was. ``clamp=True`` clamps a single level too (an estimate,
+    such as a clean photo's noise below the first anchor, rather than a level someone asked for).
+
+    Raises:
+        ValueError: a level that is not finite, outside an uncalibrated axis's anchors, or an axis
+            with neither anchors nor calibration.
+    """
+    name = axis.name or "level"
+    values = np.asarray(level, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name}: a level must be a finite number")
+    if axis.calibration is not None:
+        xs, ys = np.asarray(axis.calibration.levels), np.asarray(axis.calibration.alphas)
+    elif axis.anchors is not None:
+        order = np.argsort(axis.anchors)
+        xs, ys = np.asarray(axis.anchors)[order], np.arange(len(axis.anchors), dtype=np.float64)[order]
+    else:
+        raise ValueError(f"axis {name} names no anchor levels and has no calibration; give its alpha instead")
+    low, high = float(xs[0]), float(xs[-1])
+    outside = (values < low) | (values > high)
+    note = ""
+    if outside.any():
+        span = f"{name} {_format_number(low)} ... {name} {_format_number(high)}"
+        if values.ndim:
+            note = f"{float(outside.mean()):.0%} of the {name} map lies outside {span}; clamped to it"
+        elif axis.calibration is None and not clamp:
+            first, last = axis.anchors[0], axis.anchors[-1]  # type: ignore[index]
+            raise ValueError(
+                f"{name} {_format_number(float(values))} is outside the anchors {name} {_format_number(first)} ... "
+                f"{name} {_format_number(last)}, and {name} has no calibration to reach beyond them"
+            )
+        else:
+            end = low if float(values) < low else high
+            what = "calibrated range" if axis.calibration is not None else "anchors"
+            note = (f"{name} {_format_number(float(values))} is outside the {what} {span}; "
+                    f"using {name} {_format_number(end)}")
+    alphas = np.interp(np.clip(values, low, high), xs, ys)
+    return (float(alphas) if values.ndim == 0 else alphas), note
+
+
+def _level_words(axis: Axis | None, alpha: float) -> str:
+    """`` (about sigma 12.5)`` where the axis can tell the level an alpha serves, else ""."""
+    if axis is None:
+        return ""
+    anchor = axis.anchor_at(alpha)
+    if anchor is not None:
+        return f" ({axis.name} {_format_number(anchor)})"
+    level = axis.calibration.level_at(alpha) if axis.calibration is not None else None
+    if level is None and axis.anchors is not None and axis.calibration is None:
+        level = float(np.interp(alpha, np.arange(len(axis.anchors)), axis.anchors))  # between anchors
+    return "" if level is None else f" (about {axis.name} {level:.3g})"
+
+
+def parse_setting(
+    axes: Sequence[tuple[str, int]],
+    levels: Levels | None,
+    *,
+    alpha: str | None = None,
+    level: str | None = None,
+    alpha_map: str | None = None,
+) -> dict[str, AxisValue]:
+    """Per axis, what ``--alpha``, ``--level`` and ``--alpha-map`` set (the vocabulary above).
+
+    Args:
+        axes: the model's axes in order, as ``(name, K)``: alpha on the axis runs over [0, K].
+        levels: the model's :class:`Levels` (anchor levels, calibrations); None when its axes do not
+            name their levels (then ``--level`` is refused).
+        alpha, level, alpha_map: the options' texts, or None.
+
+    Returns:
+        ``{axis: AxisValue}`` for every axis, in the model's order; axes no option sets are ``"unset"``.
+
+    Raises:
+        ValueError: (one line) any refusal of :func:`split_values`, an axis set by two options, an
+            alpha outside [0, K], a level that cannot be turned into an alpha.
+    """
+    names = [name for name, _ in axes]
+    segments = dict(axes)
+    known = {a.name: a for a in levels.axes} if levels is not None else {}
+    chosen: dict[str, AxisValue] = {}
+    given_by: dict[str, str] = {}
+    for option, text in (("--alpha", alpha), ("--level", level), ("--alpha-map", alpha_map)):
+        if text is None:
+            continue
+        for name, value in split_values(text, names, option).items():
+            if name in given_by:
+                raise ValueError(f"{name} is set by both {given_by[name]} and {option}; set each axis once")
+            given_by[name] = option
+            axis = known.get(name)
+            if option == "--alpha":
+                a = _finite(value, option, name)
+                if not 0.0 <= a <= segments[name]:
+                    span = f"; {axis.describe()}" if axis is not None else ""
+                    raise ValueError(f"--alpha {name}={value} is outside {name}'s range [0, {segments[name]}]{span}")
+                chosen[name] = AxisValue(name, "alpha", alpha=a, words=f"{name} alpha {a:.4g}{_level_words(axis, a)}")
+            elif option == "--level":
+                if axis is None:
+                    raise ValueError(f"--level {name}=...: this model's axes do not name their anchor levels; give --alpha instead")
+                asked = _finite(value, option, name)
+                a, note = axis_alpha(axis, asked)
+                how = "calibrated" if axis.calibration is not None else "between anchors, uncalibrated"
+                chosen[name] = AxisValue(name, "level", alpha=float(a), level=asked, note=note,
+                                         words=f"{name} {_format_number(asked)} -> alpha {float(a):.4g} ({how})")
+            else:
+                chosen[name] = AxisValue(name, "map", path=value, words=f"{name} alpha map {value}")
+    out = {}
+    for name in names:
+        if name not in chosen:
+            chosen[name] = AxisValue(name, "unset", alpha=0.0, words=f"{name} alpha 0{_level_words(known.get(name), 0.0)}")
+        out[name] = chosen[name]
+    return out

@@ -7,6 +7,16 @@
     ftn run -i photo.png -o out.png --model denoise --alpha-map mask.png   # per pixel: 0 = level 1
     ftn run -i big/ -o out/ --model sr-pd-x4 --alpha 0.5 --resume  # skip outputs already written
 
+Models with several axes or anchors (:class:`ftn.methods.axes.AxesModel` files) take a value per
+axis, in the vocabulary of :mod:`ftn.levels` (the options combine, each axis set once; axes not set
+stay at alpha 0, their first anchor)::
+
+    ftn run -i photo.jpg -o out.png --model restore.safetensors --level sigma=12,quality=70
+    ftn run -i photo.jpg -o out.png --model restore.safetensors --alpha 0.3,0.8     # the model's axis order
+    ftn run -i photo.jpg -o out.png --model restore.safetensors --alpha-map sigma=mask.png --level quality=70
+    ftn run -i photo.jpg -o out.png --model restore.safetensors --auto              # sigma and quality estimated
+    ftn run -i photo.jpg -o out.png --model restore.safetensors --auto-map          # ... sigma as a per-pixel map
+
 Large images run in overlapping tiles sized from free memory (``--tile``). A folder run writes a
 report (per file: level, alpha, time, sizes) to ``OUT/ftn-report.json`` (or ``--report`` .json/.csv),
 rewritten after every image, so ``--resume`` after an interruption skips what is done.
@@ -50,7 +60,9 @@ def add_parser(subparsers: Any) -> None:
         description=(
             "Apply a tunable model to an image or a folder of images. Choose the level with exactly one of "
             "--alpha, --level, --auto or --alpha-map. alpha 0 is the model's first level, 1 its second "
-            "(e.g. sigma 20 ... sigma 80; `ftn info MODEL` shows them)."
+            "(e.g. sigma 20 ... sigma 80; `ftn info MODEL` shows them). A model with several axes takes a value "
+            "per axis (--level sigma=12,quality=70, --alpha 0.3,0.8 in the model's axis order, --alpha-map "
+            "sigma=map.png); these options and --auto combine, each axis set once, axes not set stay at alpha 0."
         ),
     )
     # Required options are checked by run_command, so that every refusal is one line on stderr.
@@ -60,15 +72,24 @@ def add_parser(subparsers: Any) -> None:
         help="the output file; for a folder IN, a folder (created if missing; outputs keep their names) (required)",
     )
     p.add_argument("-m", "--model", metavar="NAME_OR_PATH", help="a shipped model's name or a .safetensors file (required)")
-    p.add_argument("--alpha", metavar="A", help="alpha in [0, 1]: 0 = the model's first level, 1 = its second")
-    p.add_argument("--level", metavar="L", help="a real level (e.g. sigma 50 or JPEG quality 30), through the model's calibration")
+    p.add_argument("--alpha", metavar="A", help="alpha in [0, 1]: 0 = the model's first level, 1 = its second; "
+                   "several axes: 0.3,0.8 (the model's axis order) or sigma=1.5 (axis d in [0, K_d])")
+    p.add_argument("--level", metavar="L", help="a real level (e.g. sigma 50 or JPEG quality 30), through the model's "
+                   "calibration; several axes: sigma=12,quality=70")
     p.add_argument(
         "--auto", action="store_true",
-        help="estimate the level from each input: noise sigma from the image (denoise), quality from the JPEG file (dejpeg)",
+        help="estimate the level from each input: noise sigma from the image (denoise), quality from the JPEG file "
+             "(dejpeg); several axes: every sigma and quality axis not set otherwise",
+    )
+    p.add_argument(
+        "--auto-map", action="store_true",
+        help="--auto, with the noise estimated region by region: a per-pixel alpha map for the sigma axis "
+             "(models with a sigma axis in the multi-axis form)",
     )
     p.add_argument(
         "--alpha-map", metavar="MASK",
-        help="per-pixel alpha from a grey image: black = the first level, white = the second (resized to fit)",
+        help="per-pixel alpha from a grey image: black = the first level, white = the second (resized to fit); "
+             "several axes: sigma=mask.png (white = the axis's last anchor)",
     )
     p.add_argument("--allow-extrapolation", action="store_true", help="accept --alpha outside [0, 1] (levels never trained)")
     p.add_argument("--quality", metavar="Q", default="95", help="JPEG / WebP output quality, 1-100 (default 95)")
@@ -150,6 +171,7 @@ class Processed:
     tiles: int
     status: str = "done"
     notes: str = ""
+    setting: str = ""  # several axes: alpha per axis, e.g. "sigma=0.47,quality=map 0.1..0.9"
 
     @property
     def line(self) -> str:
@@ -190,6 +212,15 @@ def _device(name: str) -> torch.device:
     return device
 
 
+@dataclass
+class _AxesPlan:
+    """How a multi-axis model is set for each image: per axis a number, a map, an estimate or 0."""
+
+    values: dict[str, Any]  # axis -> ftn.levels.AxisValue (from --alpha / --level / --alpha-map)
+    masks: dict[str, Tensor]  # axis -> (1, 1, h, w) grey map in [0, 1], for the "map" axes
+    auto: dict[str, str]  # axis -> "sigma", "sigma-map" or "quality": what --auto estimates
+
+
 # -- one image --------------------------------------------------------------------------------------
 
 
@@ -197,7 +228,7 @@ def process_image(
     model: Any,
     src: Path,
     dst: Path,
-    plan: _Plan,
+    plan: _Plan | _AxesPlan,
     *,
     allow_extrapolation: bool = False,
     quality: int = 95,
@@ -206,13 +237,14 @@ def process_image(
     log: Callable[[str], None] = print,
 ) -> Processed:
     """Load ``src``, run the model at the plan's alpha, write ``dst``; returns what was done."""
-    from ..data.images import load_image, save_image
+    from ..data.images import load_image
     from ..levels import alpha_to_level, level_name, level_to_alpha
-    from .apply import apply_model
     from .estimate import estimate_jpeg_quality, estimate_noise_sigma
 
     start = time.perf_counter()
     meta = model.metadata
+    if isinstance(plan, _AxesPlan):
+        return _process_axes(model, src, dst, plan, quality=quality, tile=tile, overlap=overlap, log=log, start=start)
     if plan.kind == "auto" and plan.estimate == "quality":  # read the tables before decoding anything
         q = estimate_jpeg_quality(src)
         if q is None:
@@ -248,6 +280,28 @@ def process_image(
         low, high = float(alpha.min()), float(alpha.max())
         label = f"alpha map {plan.mask_name}, alpha {_fmt(low)} ... {_fmt(high)}, mean {_fmt(float(alpha.mean()))}"
 
+    out, tiles, notes = _apply_and_save(model, loaded, image, alpha, src, dst, allow_extrapolation=allow_extrapolation,
+                                        quality=quality, tile=tile, overlap=overlap, log=log)
+    is_map = isinstance(alpha, Tensor)
+    return Processed(
+        input=str(src), output=str(dst), label=label, alpha=None if is_map else float(alpha),
+        alpha_mean=float(alpha.mean()) if is_map else float(alpha), level=level,
+        level_name=level_name(meta) if level is not None else None, seconds=round(time.perf_counter() - start, 4),
+        width=int(image.shape[-1]), height=int(image.shape[-2]), output_width=int(out.shape[-1]),
+        output_height=int(out.shape[-2]), tiles=tiles, notes="; ".join(notes),
+    )
+
+
+def _apply_and_save(
+    model: Any, loaded: Any, image: Tensor, alpha: Any, src: Path, dst: Path, *, allow_extrapolation: bool,
+    quality: int, tile: int | str | None, overlap: int, log: Callable[[str], None],
+) -> tuple[Tensor, int, list[str]]:
+    """Run the model (tiles with a progress bar), write ``dst``; returns the output, the tile count, notes."""
+    from ..data.images import save_image
+    from .apply import apply_model
+
+    suffix = dst.suffix.lower()
+    bit_depth = 16 if loaded.bit_depth == 16 and suffix in _SIXTEEN_BIT_SUFFIXES else 8
     tiles = [1]
     bar = None
 
@@ -276,13 +330,74 @@ def process_image(
     save_image(dst, out, alpha=loaded.alpha, bit_depth=bit_depth, quality=quality)
     if tiles[0] > 1:
         notes.append(f"{tiles[0]} tiles")
-    is_map = isinstance(alpha, Tensor)
+    return out, tiles[0], notes
+
+
+def _process_axes(
+    model: Any, src: Path, dst: Path, plan: _AxesPlan, *, quality: int, tile: int | str | None, overlap: int,
+    log: Callable[[str], None], start: float,
+) -> Processed:
+    """:func:`process_image` for a multi-axis model: per axis a number, a map or an estimate."""
+    from ..data.images import load_image
+    from ..levels import axis_alpha
+    from .estimate import estimate_jpeg_quality, estimate_noise_map, estimate_noise_sigma
+
+    levels = model.levels
+    # JPEG tables are read before anything is decoded
+    q = estimate_jpeg_quality(src) if "quality" in plan.auto.values() else None
+    loaded = load_image(src)
+    image = loaded.image
+    size = tuple(image.shape[-2:])
+    if loaded.alpha is not None and loaded.bit_depth == 16 and image.shape[0] == 1 and dst.suffix.lower() != ".png":
+        raise UsageError(f"{dst}: 16-bit grey + transparency can be written as .png only")
+    setting: dict[str, float | Tensor] = {}
+    words: list[str] = []
+    for spec in model.axes:
+        name, value = spec.name, plan.values[spec.name]
+        how = plan.auto.get(name)
+        if value.source == "map":
+            amap = _fit_mask(plan.masks[name], size, log, Path(value.path).name) * spec.segments
+            setting[name] = amap
+            words.append(f"{name} alpha map {Path(value.path).name} ({_fmt(float(amap.min()))} ... {_fmt(float(amap.max()))})")
+        elif how == "sigma":
+            measured = estimate_noise_sigma(image)
+            a, note = axis_alpha(levels.axis(name), measured, clamp=True)
+            setting[name] = float(a)
+            words.append(f"{name}: estimated noise sigma {measured:.1f} -> alpha {_fmt(float(a))}")
+            if note:
+                log(f"{src.name}: {note}")
+        elif how == "sigma-map":
+            sigmas = estimate_noise_map(image)
+            alphas, note = axis_alpha(levels.axis(name), sigmas.double().numpy())
+            amap = torch.from_numpy(alphas).float()[None, None]
+            setting[name] = amap
+            words.append(f"{name}: noise map sigma {float(sigmas.min()):.1f} ... {float(sigmas.max()):.1f} -> alpha "
+                         f"{_fmt(float(amap.min()))} ... {_fmt(float(amap.max()))}")
+            if note:
+                log(f"{src.name}: {note}")
+        elif how == "quality" and q is not None:
+            a, note = axis_alpha(levels.axis(name), q, clamp=True)
+            setting[name] = float(a)
+            words.append(f"{name}: JPEG quality {q:.0f} (from the file's tables) -> alpha {_fmt(float(a))}")
+            if note:
+                log(f"{src.name}: {note}")
+        elif how == "quality":
+            setting[name] = 0.0
+            words.append(f"{name}: not a JPEG file, not estimated -> alpha 0")
+        else:
+            setting[name] = float(value.alpha)
+            words.append(value.words)
+    out, tiles, notes = _apply_and_save(model, loaded, image, setting, src, dst, allow_extrapolation=False,
+                                        quality=quality, tile=tile, overlap=overlap, log=log)
+    compact = ",".join(f"{k}={_fmt(v)}" if isinstance(v, float) else f"{k}=map {_fmt(float(v.min()))}..{_fmt(float(v.max()))}"
+                       for k, v in setting.items())
+    means = [float(v.mean()) if isinstance(v, Tensor) else v for v in setting.values()]
     return Processed(
-        input=str(src), output=str(dst), label=label, alpha=None if is_map else float(alpha),
-        alpha_mean=float(alpha.mean()) if is_map else float(alpha), level=level,
-        level_name=level_name(meta) if level is not None else None, seconds=round(time.perf_counter() - start, 4),
+        input=str(src), output=str(dst), label="; ".join(words), alpha=None,
+        alpha_mean=sum(means) / len(means),  # over the axes (and pixels); the setting says each
+        level=None, level_name=None, seconds=round(time.perf_counter() - start, 4),
         width=int(image.shape[-1]), height=int(image.shape[-2]), output_width=int(out.shape[-1]),
-        output_height=int(out.shape[-2]), tiles=tiles[0], notes="; ".join(notes),
+        output_height=int(out.shape[-2]), tiles=tiles, notes="; ".join(notes), setting=compact,
     )
 
 
@@ -329,11 +444,55 @@ def _plan(args: argparse.Namespace, model: Any) -> _Plan:
     return _Plan("map", mask=_load_mask(mask_path), mask_name=mask_path.name)
 
 
+def _axes_plan(args: argparse.Namespace, model: Any) -> _AxesPlan:
+    """The per-axis plan of a multi-axis model (the vocabulary of :func:`ftn.levels.parse_setting`)."""
+    from ..levels import parse_setting
+
+    if args.allow_extrapolation:
+        raise UsageError("multi-axis models run inside their anchors (each axis in [0, K]); drop --allow-extrapolation")
+    levels = model.levels
+    values = parse_setting([(a.name, a.segments) for a in model.axes], levels,
+                           alpha=args.alpha, level=args.level, alpha_map=args.alpha_map)
+    masks = {}
+    for name, value in values.items():
+        if value.source == "map":
+            path = Path(value.path)
+            if not path.exists():
+                raise FileNotFoundError(f"alpha map not found: {path}")
+            masks[name] = _load_mask(path)
+        if value.note:
+            print(f"note: {value.note}")
+    auto: dict[str, str] = {}
+    if args.auto or args.auto_map:
+        unset = [name for name, value in values.items() if value.source == "unset"]
+        can = {"sigma": "sigma-map" if args.auto_map else "sigma", "quality": "quality"}
+        auto = {name: can[name] for name in unset if name in can}
+        if not auto:
+            raise UsageError(
+                f"--auto estimates the axes sigma (noise) and quality (JPEG tables); this model's axes left to it "
+                f"are {', '.join(unset) or 'none'}; give them with --level or --alpha"
+            )
+        if levels is None:
+            raise UsageError("--auto needs the model's anchor levels, and its axes do not name them; give --alpha")
+        if args.auto_map and "sigma-map" not in auto.values():
+            raise UsageError("--auto-map estimates the sigma axis per pixel, and this model has no sigma axis left to estimate")
+    fixed = [v.words for v in values.values() if v.source != "unset" or v.axis not in auto]
+    estimated = [f"{name} estimated per {'pixel' if how == 'sigma-map' else 'image'}" for name, how in auto.items()]
+    print("setting: " + "; ".join(fixed + estimated))
+    return _AxesPlan(values, masks, auto)
+
+
 def _load_model(name_or_path: str, device: torch.device) -> Any:
-    from ..io import load_tunable
+    from ..axes_io import STRUCTURE_KEY, load_axes
+    from ..io import load_tunable, read_metadata
     from ..models import resolve
 
-    return load_tunable(resolve(name_or_path)).to(device).eval()
+    path = resolve(name_or_path)
+    try:
+        multi = STRUCTURE_KEY in read_metadata(path)
+    except Exception:  # noqa: BLE001  (not a model file: load_tunable says so in its words)
+        multi = False
+    return (load_axes(path) if multi else load_tunable(path)).to(device).eval()
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -355,20 +514,19 @@ def _run(args: argparse.Namespace) -> int:
     chosen = [
         name for name, given in (
             ("--alpha", args.alpha is not None), ("--level", args.level is not None),
-            ("--auto", bool(args.auto)), ("--alpha-map", args.alpha_map is not None),
+            ("--auto", bool(args.auto)), ("--auto-map", bool(getattr(args, "auto_map", False))),
+            ("--alpha-map", args.alpha_map is not None),
         ) if given
     ]
-    if len(chosen) != 1:
-        which = "none was given" if not chosen else f"got {' and '.join(chosen)}"
-        raise UsageError(f"choose the level with exactly one of --alpha, --level, --auto, --alpha-map ({which})")
+    args.auto_map = bool(getattr(args, "auto_map", False))
+    if not chosen:  # several (each axis once) are for multi-axis models: checked once the model is read
+        raise UsageError("choose the level with exactly one of --alpha, --level, --auto, --alpha-map (none was given)")
     for option, value in (("-i/--input", args.input), ("-o/--output", args.output), ("--model", args.model)):
         if not value:
             raise UsageError(f"{option} is required")
     quality = _number(args.quality, "--quality")
     if not (quality.is_integer() and 1 <= quality <= 100):
         raise UsageError(f"--quality must be a whole number in [1, 100], got {args.quality!r}")
-    if args.alpha is not None:  # refuse a bad alpha before the model is read
-        _check_alpha(_number(args.alpha, "--alpha"), args.allow_extrapolation)
     tile = _tile_option(args.tile)
     overlap = _number(args.tile_overlap, "--tile-overlap")
     if not (overlap.is_integer() and overlap >= 0):
@@ -404,8 +562,20 @@ def _run(args: argparse.Namespace) -> int:
 
     device = _device(args.device)
     model = _load_model(args.model, device)
-    print(f"model {args.model}: task {model.metadata.get('task', '?')}, method {model.method}, {describe_levels(model.metadata)}")
-    plan = _plan(args, model)
+    from ..methods.axes import AxesModel
+
+    plan: _Plan | _AxesPlan
+    if isinstance(model, AxesModel):
+        axes = ", ".join(f"{a.name} ({a.anchors} anchors)" for a in model.axes)
+        spans = model.levels.describe() if model.levels is not None else "anchor levels not named"
+        print(f"model {args.model}: task {model.metadata.get('task', '?')}, method {model.method}, axes {axes}: {spans}")
+        plan = _axes_plan(args, model)
+    else:
+        if len(chosen) != 1 or args.auto_map:
+            which = f"got {' and '.join(chosen)}" if len(chosen) > 1 else "--auto-map is for multi-axis models"
+            raise UsageError(f"choose the level with exactly one of --alpha, --level, --auto, --alpha-map ({which})")
+        print(f"model {args.model}: task {model.metadata.get('task', '?')}, method {model.method}, {describe_levels(model.metadata)}")
+        plan = _plan(args, model)
     options = dict(allow_extrapolation=args.allow_extrapolation, quality=int(quality), tile=tile, overlap=int(overlap))
 
     if not src.is_dir():
