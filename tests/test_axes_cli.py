@@ -51,9 +51,16 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     restore.metadata = with_calibration(restore.levels.replace_in({"task": "restore"}), SIGMA_CAL, "sigma")
     torch.manual_seed(1)
     sigma = attach_axes(_net(), "ftn", [AxisSpec("sigma", 3, levels=(5, 25, 50))], groups=4)
-    paths = {"restore": folder / "restore.safetensors", "sigma": folder / "sigma.safetensors"}
+    torch.manual_seed(2)
+    bare = attach_axes(_net(), "ftn", ["sigma", "quality"], groups=4)  # anchor levels not named
+    torch.manual_seed(3)
+    denoise = ftn.attach(_net(), "ftn", groups=4)  # today's one-axis file, calibrated
+    paths = {name: folder / f"{name}.safetensors" for name in ("restore", "sigma", "bare", "denoise")}
     ftn.save(_perturb(restore), paths["restore"])
     ftn.save(_perturb(sigma), paths["sigma"])
+    ftn.save(_perturb(bare), paths["bare"])
+    ftn.save(_perturb(denoise), paths["denoise"], task="denoise", levels=[{"sigma": 5}, {"sigma": 50}],
+             calibration={"level_name": "sigma", "levels": [5, 20, 50], "alphas": [0.0, 0.5, 1.0]})
     gen = np.random.RandomState(0)
     low = torch.from_numpy(gen.rand(1, 3, 5, 6)).float()
     photo = torch.nn.functional.interpolate(low, size=(40, 52), mode="bicubic", align_corners=False)[0]
@@ -114,6 +121,13 @@ RUN_CASES = {
     "one axis, an unnamed level": ("sigma", "png", ["--level", "15"], {"sigma": 0.5},
                                    "sigma 15 -> alpha 0.5 (between anchors, uncalibrated)"),
     "one axis, three anchors, unnamed alpha": ("sigma", "png", ["--alpha", "1.75"], {"sigma": 1.75}, "sigma alpha 1.75"),
+    "axes without levels: alphas": ("bare", "png", ["--alpha", "1,0.5"], {"sigma": 1.0, "quality": 0.5},
+                                    "sigma alpha 1; quality alpha 0.5"),
+    "a one-axis denoise model, auto-map": (
+        "denoise", "png", ["--auto-map"],
+        lambda f: torch.from_numpy(axis_alpha(Levels.from_metadata(ftn.load(f["denoise"]).metadata).axis(),
+                                              estimate_noise_map(_image(f["png"])).double().numpy())[0]).float()[None, None],
+        "noise map sigma"),
 }
 
 
@@ -130,6 +144,20 @@ def test_run_equals_the_model_at_the_setting(case: str, files: dict[str, Path], 
     with torch.no_grad():
         want = model(_image(files[src])[None], alpha=setting)[0].clamp(0, 1)
     assert (_image(out) - want).abs().max() <= TOL
+
+
+def test_a_folder_run_reports_the_setting_of_each_image(files: dict[str, Path], tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("jpeg", "png"):
+        (folder / files[name].name).write_bytes(files[name].read_bytes())
+    out = tmp_path / "out"
+    assert main(["run", "-i", str(folder), "-o", str(out), "--model", str(files["restore"]), "--auto",
+                 "--report", str(tmp_path / "report.json")]) == 0
+    rows = {Path(r["input"]).name: r for r in json.loads((tmp_path / "report.json").read_text())}
+    assert rows["in.jpg"]["setting"].endswith("quality=0.25") and rows["in.png"]["setting"].endswith("quality=0")
+    assert "JPEG quality 70" in rows["in.jpg"]["label"] and "not a JPEG file" in rows["in.png"]["label"]
+    assert sorted(p.name for p in out.iterdir()) == ["in.jpg", "in.png"]
 
 
 def test_run_in_tiles_cuts_each_axis_map_like_the_image(files: dict[str, Path], tmp_path: Path, capsys) -> None:
@@ -178,6 +206,10 @@ RUN_REFUSALS = {
     "auto with nothing left": ("restore", ["--auto", "--alpha", "1,1"], "this model's axes left to it are none"),
     "auto-map without sigma left": ("restore", ["--auto-map", "--alpha", "sigma=1"], "no sigma axis left"),
     "one axis, level outside": ("sigma", ["--level", "60"], "sigma 60 is outside the anchors sigma 5 ... sigma 50"),
+    "level without anchor levels": ("bare", ["--level", "sigma=12"], "do not name their anchor levels; give --alpha"),
+    "auto without anchor levels": ("bare", ["--auto"], "--auto needs the model's anchor levels"),
+    "one-axis model, two options": ("denoise", ["--auto", "--alpha", "0.5"], "exactly one of"),
+    "one-axis model, per-axis words": ("denoise", ["--alpha", "sigma=0.5"], "--alpha needs a number"),
 }
 
 

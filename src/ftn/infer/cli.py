@@ -3,6 +3,7 @@
     ftn run -i photo.png -o out.png --model denoise --level 50      # sigma 50, via the calibration
     ftn run -i photo.png -o out.png --model denoise --alpha 0.3
     ftn run -i photo.png -o out.png --model denoise --auto          # sigma estimated from the image
+    ftn run -i photo.png -o out.png --model denoise --auto-map      # ... region by region: a per-pixel alpha
     ftn run -i scans/ -o clean/ --model dejpeg.safetensors --auto   # quality read from each JPEG
     ftn run -i photo.png -o out.png --model denoise --alpha-map mask.png   # per pixel: 0 = level 1
     ftn run -i big/ -o out/ --model sr-pd-x4 --alpha 0.5 --resume  # skip outputs already written
@@ -83,8 +84,8 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--auto-map", action="store_true",
-        help="--auto, with the noise estimated region by region: a per-pixel alpha map for the sigma axis "
-             "(models with a sigma axis in the multi-axis form)",
+        help="--auto, with the noise estimated region by region: a per-pixel alpha map (denoise models, and the "
+             "sigma axis of a multi-axis model), for photos whose noise differs across the frame",
     )
     p.add_argument(
         "--alpha-map", metavar="MASK",
@@ -238,7 +239,7 @@ def process_image(
 ) -> Processed:
     """Load ``src``, run the model at the plan's alpha, write ``dst``; returns what was done."""
     from ..data.images import load_image
-    from ..levels import alpha_to_level, level_name, level_to_alpha
+    from ..levels import Levels, alpha_to_level, level_name, level_to_alpha
     from .estimate import estimate_jpeg_quality, estimate_noise_sigma
 
     start = time.perf_counter()
@@ -263,6 +264,8 @@ def process_image(
     if plan.kind in ("alpha", "level"):
         alpha, label = float(plan.alpha), plan.label
         level = plan.level if plan.kind == "level" else alpha_to_level(meta, alpha)
+    elif plan.kind == "auto" and plan.estimate == "sigma-map":
+        alpha, label = _noise_map_alpha(Levels.from_metadata(meta).axis(), image, src, log)
     elif plan.kind == "auto":
         if plan.estimate == "sigma":
             measured = estimate_noise_sigma(image)
@@ -333,6 +336,20 @@ def _apply_and_save(
     return out, tiles[0], notes
 
 
+def _noise_map_alpha(axis: Any, image: Tensor, src: Path, log: Callable[[str], None]) -> tuple[Tensor, str]:
+    """The noise estimated region by region, as a (1, 1, H, W) alpha map for ``axis``, and it in words."""
+    from ..levels import axis_alpha
+    from .estimate import estimate_noise_map
+
+    sigmas = estimate_noise_map(image)
+    alphas, note = axis_alpha(axis, sigmas.double().numpy())
+    if note:
+        log(f"{src.name}: {note}")
+    amap = torch.from_numpy(alphas).float()[None, None]
+    return amap, (f"noise map sigma {float(sigmas.min()):.1f} ... {float(sigmas.max()):.1f} -> alpha "
+                  f"{_fmt(float(amap.min()))} ... {_fmt(float(amap.max()))}")
+
+
 def _process_axes(
     model: Any, src: Path, dst: Path, plan: _AxesPlan, *, quality: int, tile: int | str | None, overlap: int,
     log: Callable[[str], None], start: float,
@@ -340,7 +357,7 @@ def _process_axes(
     """:func:`process_image` for a multi-axis model: per axis a number, a map or an estimate."""
     from ..data.images import load_image
     from ..levels import axis_alpha
-    from .estimate import estimate_jpeg_quality, estimate_noise_map, estimate_noise_sigma
+    from .estimate import estimate_jpeg_quality, estimate_noise_sigma
 
     levels = model.levels
     # JPEG tables are read before anything is decoded
@@ -367,14 +384,8 @@ def _process_axes(
             if note:
                 log(f"{src.name}: {note}")
         elif how == "sigma-map":
-            sigmas = estimate_noise_map(image)
-            alphas, note = axis_alpha(levels.axis(name), sigmas.double().numpy())
-            amap = torch.from_numpy(alphas).float()[None, None]
-            setting[name] = amap
-            words.append(f"{name}: noise map sigma {float(sigmas.min()):.1f} ... {float(sigmas.max()):.1f} -> alpha "
-                         f"{_fmt(float(amap.min()))} ... {_fmt(float(amap.max()))}")
-            if note:
-                log(f"{src.name}: {note}")
+            setting[name], label = _noise_map_alpha(levels.axis(name), image, src, log)
+            words.append(f"{name}: {label}")
         elif how == "quality" and q is not None:
             a, note = axis_alpha(levels.axis(name), q, clamp=True)
             setting[name] = float(a)
@@ -425,7 +436,7 @@ def _plan(args: argparse.Namespace, model: Any) -> _Plan:
         name = level_name(meta) or "level"
         print(f"{name} {_fmt(level)} -> alpha {_fmt(alpha)} (calibrated; the model spans {ends})")
         return _Plan("level", alpha=alpha, level=level, label=f"{name} {_fmt(level)} -> alpha {_fmt(alpha)}")
-    if args.auto:
+    if args.auto or args.auto_map:
         task = meta.get("task")
         estimates = {"denoise": "sigma", "dejpeg": "quality"}
         if task not in estimates:
@@ -433,11 +444,14 @@ def _plan(args: argparse.Namespace, model: Any) -> _Plan:
                 f"--auto can estimate the level for denoise and dejpeg models; this model's task is {task!r}; "
                 "give --level or --alpha"
             )
+        if args.auto_map and (task != "denoise" or not model.capabilities.per_pixel):
+            raise UsageError("--auto-map estimates the noise per pixel: it needs a denoise model with per-pixel "
+                             f"control (this one: task {task!r}, method {model.method}); use --auto")
         level_to_alpha(meta, 0.0)  # refuses a model without calibration, before any image is read
         name = level_name(meta)
         if name is not None and name != estimates[task]:
             raise UsageError(f"--auto estimates {estimates[task]}, but the model's calibration is in {name}")
-        return _Plan("auto", estimate=estimates[task])
+        return _Plan("auto", estimate="sigma-map" if args.auto_map else estimates[task])
     mask_path = Path(args.alpha_map)
     if not mask_path.exists():
         raise FileNotFoundError(f"alpha map not found: {mask_path}")
@@ -571,8 +585,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"model {args.model}: task {model.metadata.get('task', '?')}, method {model.method}, axes {axes}: {spans}")
         plan = _axes_plan(args, model)
     else:
-        if len(chosen) != 1 or args.auto_map:
-            which = f"got {' and '.join(chosen)}" if len(chosen) > 1 else "--auto-map is for multi-axis models"
+        if len(chosen) != 1:
+            which = f"got {' and '.join(chosen)}"
             raise UsageError(f"choose the level with exactly one of --alpha, --level, --auto, --alpha-map ({which})")
         print(f"model {args.model}: task {model.metadata.get('task', '?')}, method {model.method}, {describe_levels(model.metadata)}")
         plan = _plan(args, model)
