@@ -229,17 +229,167 @@ def test_auto_without_a_calibration_points_to_the_slider() -> None:
         auto_alpha(meta, torch.rand(3, 32, 32), None)
 
 
-def test_model_cache_reads_each_model_once_and_refuses_plain_networks(tmp_path) -> None:
-    cache = ModelCache()
+def _tiny_model(path) -> None:
+    ftn.save(ftn.attach(ftn.build_arch("adafm_net", size="mini", channels=4, blocks=1), "ftn"), path, task="denoise")
+
+
+def test_model_cache_reads_each_model_once_and_keeps_only_a_few(tmp_path) -> None:
+    cache = ModelCache(max_models=2, allow_paths=True)
     first = cache.get("denoise")
     assert cache.get("denoise") is first
     assert cache.get(str(models.resolve("denoise"))) is first  # name and path are one model
-    plain = tmp_path / "plain.safetensors"
-    ftn.save(ftn.build_arch("adafm_net", size="mini"), plain)
-    with pytest.raises(ValueError, match="plain network"):
-        cache.get(str(plain))
+    for i in range(3):
+        _tiny_model(tmp_path / f"m{i}.safetensors")
+    a = cache.get(str(tmp_path / "m0.safetensors"))
+    cache.get(str(tmp_path / "m1.safetensors"))  # denoise is now the least recently used: dropped
+    assert len(cache) == 2 and cache.get(str(tmp_path / "m0.safetensors")) is a
+    cache.get(str(tmp_path / "m2.safetensors"))  # m1 goes
+    assert len(cache) == 2 and cache.get(str(tmp_path / "m0.safetensors")) is a
+    assert cache.get("denoise") is not first  # read again after it was dropped
     with pytest.raises(FileNotFoundError, match="shipped"):
         cache.get("no-such-model")
+
+
+def test_the_model_box_never_tells_whether_a_path_exists(tmp_path) -> None:
+    from ftn.app.engine import NO_MODEL_AT_PATH
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    _tiny_model(uploads / "uploaded.safetensors")
+    ftn.save(ftn.build_arch("adafm_net", size="mini", channels=4, blocks=1), tmp_path / "plain.safetensors")
+    (tmp_path / "text.safetensors").write_text("hello")
+    (tmp_path / "folder.safetensors").mkdir()
+    cache = ModelCache(allow_paths=True, refuse_under=[uploads])
+    cases = ["/etc/passwd", "/no/such/file.safetensors", str(tmp_path / "folder.safetensors"), str(tmp_path / "text.safetensors"),
+             str(tmp_path / "plain.safetensors"), str(uploads / "uploaded.safetensors"), "~/../../etc/shadow", "bad\x00name/x"]
+    messages = set()
+    for case in cases:
+        with pytest.raises(ValueError) as info:
+            cache.get(case)
+        messages.add(str(info.value))
+    assert messages == {NO_MODEL_AT_PATH}  # the same words whatever is (or is not) at the path
+
+
+def test_paths_are_refused_unless_local_models_are_allowed(tmp_path) -> None:
+    _tiny_model(tmp_path / "m.safetensors")
+    with pytest.raises(FileNotFoundError, match="--allow-local-models"):
+        ModelCache(allow_paths=False).get(str(tmp_path / "m.safetensors"))
+    assert isinstance(ModelCache(allow_paths=False).get("denoise"), ftn.TunableModel)
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_the_local_model_box_is_offered_only_with_the_flag(allow: bool) -> None:
+    from ftn.app import AppConfig
+    from ftn.app.ui import build_app
+
+    app = build_app(AppConfig(allow_local_models=allow))
+    boxes = [b for b in app.blocks.values() if getattr(b, "elem_id", None) == "ftn-local"]
+    assert len(boxes) == int(allow)
+
+
+def _header_only_png(path, width: int, height: int) -> None:
+    """A small valid PNG whose header (with a correct CRC) claims ``width`` x ``height`` pixels."""
+    import io
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 4), np.uint8)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+
+
+def test_paint_layers_over_the_megapixel_limit_are_refused_before_decoding(tmp_path, monkeypatch) -> None:
+    import gradio as gr
+    from gradio.components.image_editor import EditorData
+    from gradio.data_classes import FileData
+
+    from ftn.app.ui import bound_editor
+    from ftn.app.uploads import check_layer
+
+    limits = UploadLimits(max_megapixels=1.0)
+    _header_only_png(tmp_path / "huge.png", 13000, 13000)
+    Image.fromarray(_layer(6, 8, (slice(1, 3), slice(2, 5)))).save(tmp_path / "small.png")
+    assert check_layer(tmp_path / "small.png", limits) == (8, 6)
+    assert check_layer((tmp_path / "small.png").read_bytes(), limits) == (8, 6)
+    with pytest.raises(UploadRejected, match="13000 x 13000"):
+        check_layer(tmp_path / "huge.png", limits)
+    with pytest.raises(UploadRejected, match="not an image"):
+        check_layer(b"hello", limits)
+
+    editor = bound_editor(gr.ImageEditor(type="numpy", image_mode="RGBA"), limits)
+    decoded = []
+    original = Image.Image.convert
+    monkeypatch.setattr(Image.Image, "convert", lambda im, *a, **k: decoded.append(im.size) or original(im, *a, **k))
+    small, huge = FileData(path=str(tmp_path / "small.png")), FileData(path=str(tmp_path / "huge.png"))
+    value = editor.preprocess(EditorData(background=None, layers=[small], composite=None))
+    assert value["layers"][0].shape == (6, 8, 4)
+    decoded.clear()
+    for layers in ([small, huge], [small] * 5):
+        with pytest.raises(gr.Error):
+            editor.preprocess(EditorData(background=None, layers=layers, composite=None))
+    assert all(size == (8, 6) for size in decoded)  # nothing large was decoded
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"max_upload_mb": float("inf")}, "--max-upload-mb must be a positive, finite number"),
+        ({"max_upload_mb": float("nan")}, "--max-upload-mb"),
+        ({"max_upload_mb": 1e300}, "--max-upload-mb must be at most"),
+        ({"max_megapixels": float("inf")}, "--max-megapixels"),
+        ({"max_megapixels": -1.0}, "--max-megapixels"),
+        ({"port": 99999}, "--port must be a port number from 1 to 65535"),
+        ({"port": 0}, "--port"),
+        ({"host": ""}, "--host"),
+    ],
+)
+def test_app_options_out_of_range_are_one_line_errors(options: dict, message: str) -> None:
+    from ftn.app import app_config
+
+    with pytest.raises(ValueError, match=message) as info:
+        app_config(**options)
+    assert "\n" not in str(info.value)
+
+
+def test_app_config_from_options() -> None:
+    from ftn.app import app_config
+    from ftn.app.config import is_loopback
+
+    config = app_config(port=8123, max_megapixels=2, max_upload_mb=3, allow_local_models=True)
+    assert (config.port, config.allow_local_models) == (8123, True)
+    assert config.limits == UploadLimits(max_megapixels=2.0, max_bytes=3 * 1024 * 1024)
+    assert app_config().allow_local_models is False
+    assert [is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "192.168.1.2", "example.org")] == [
+        True, True, True, False, False, False]
+
+
+_SIGTERM_SCRIPT = """
+import os, signal, sys, tempfile, time
+from ftn.app.cleanup import remove_at_exit
+folder = tempfile.mkdtemp(prefix="ftn-app-")
+open(os.path.join(folder, "result.png"), "w").close()
+remove_at_exit(folder)
+print(folder, flush=True)
+time.sleep(60)
+"""
+
+
+def test_result_folders_are_removed_on_sigterm() -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.Popen([sys.executable, "-c", _SIGTERM_SCRIPT], stdout=subprocess.PIPE, text=True)
+    folder = Path(proc.stdout.readline().strip())
+    assert folder.is_dir()
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=30) == -signal.SIGTERM  # still dies of the signal, as before
+    assert not folder.exists()
 
 
 def test_display_and_saved_result_keep_the_pixels(tmp_path) -> None:

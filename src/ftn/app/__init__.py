@@ -7,14 +7,15 @@ modules split what the controls mean from the web code, so the rules are testabl
 * :mod:`ftn.app.uploads` -- refusing uploads over the byte and megapixel limits
 * :mod:`ftn.app.engine` -- the model cache, the blind "auto" level, running and saving
 * :mod:`ftn.app.ui` -- the Gradio page and its event handlers (the only module that imports Gradio)
-* :mod:`ftn.app.config` -- the settings (:class:`AppConfig`)
+* :mod:`ftn.app.config` -- the settings (:class:`AppConfig`, :func:`app_config` from ``ftn app``'s options)
+* :mod:`ftn.app.cleanup` -- removing the app's temporary folders at exit and on SIGTERM
 * :mod:`ftn.app.server` -- :func:`launch`
 
 Importing this package does not import Gradio; :func:`launch` does.
 """
 
-from .config import AppConfig
+from .config import AppConfig, app_config
 from .server import launch
 from .uploads import UploadLimits
 
-__all__ = ["AppConfig", "UploadLimits", "launch"]
+__all__ = ["AppConfig", "UploadLimits", "app_config", "launch"]

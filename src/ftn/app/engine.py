@@ -4,8 +4,10 @@ a model and turning tensors into what a browser shows and downloads."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ from ..infer.estimate import estimate_jpeg_quality, estimate_noise_sigma
 from ..levels import describe_levels, level_name, level_to_alpha
 from ..methods import TunableModel
 
-__all__ = ["AutoUnavailable", "ModelCache", "auto_alpha", "model_summary", "run_model", "save_result", "to_display"]
+__all__ = ["AutoUnavailable", "ModelCache", "NO_MODEL_AT_PATH", "auto_alpha", "model_summary", "run_model", "save_result", "to_display"]
 
 # Which blind estimate serves which task, and the level name it measures.
 _ESTIMATES = {"denoise": "sigma", "dejpeg": "quality"}
@@ -30,34 +32,92 @@ class AutoUnavailable(ValueError):
     """"auto" cannot pick a level for this model or image; the message says why and what to do."""
 
 
-class ModelCache:
-    """Tunable models by shipped name or file path, each read from disk once (a file that changed on
-    disk since is read again). Safe to share between the web server's worker threads."""
+#: What the local-model box says for any path it cannot load, so that it never tells whether a
+#: path exists, is a folder or is readable on the server (the reason goes to the server's log).
+NO_MODEL_AT_PATH = ("no model could be loaded from that path: give the full path of a tunable ftn "
+                    ".safetensors model file on this server")
 
-    def __init__(self) -> None:
-        self._models: dict[str, tuple[float, TunableModel]] = {}
+
+class ModelCache:
+    """Tunable models by shipped name or (when allowed) file path, each read from disk once (a file
+    that changed on disk since is read again), at most ``max_models`` at a time: the least recently
+    used is dropped when another arrives. Safe to share between the web server's worker threads.
+
+    ``allow_paths=False`` (the app's default, :class:`~ftn.app.config.AppConfig`) loads shipped
+    models only; with paths allowed, a path under one
+    of ``refuse_under`` (the folders where the web server keeps uploads and results) is refused:
+    an uploaded file is never a model.
+    """
+
+    def __init__(self, *, max_models: int = 3, allow_paths: bool = True,
+                 refuse_under: Sequence[str | os.PathLike] = ()) -> None:
+        if max_models < 1:
+            raise ValueError(f"max_models must be at least 1, got {max_models}")
+        self.max_models = max_models
+        self.allow_paths = allow_paths
+        self._refuse_under = [Path(p).resolve() for p in refuse_under]
+        self._models: OrderedDict[str, tuple[float, TunableModel]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def _local_path(self, text: str) -> Path:
+        """The resolved path of a local model file, or ValueError(NO_MODEL_AT_PATH) whatever the reason."""
+        try:
+            path = Path(text).expanduser().resolve(strict=True)
+            usable = (path.is_file() and path.suffix.lower() == ".safetensors"
+                      and not any(path.is_relative_to(folder) for folder in self._refuse_under))
+        except (OSError, RuntimeError, ValueError):  # missing, a loop of links, a NUL in the name
+            usable = False
+        if not usable:
+            print(f"ftn app: local model refused: {text[:300]!r}", file=sys.stderr)
+            raise ValueError(NO_MODEL_AT_PATH)
+        return path
+
     def get(self, name_or_path: str) -> TunableModel:
-        """The model for a shipped model's name or a ``.safetensors`` path, on the CPU in eval mode.
+        """The model for a shipped model's name or (``allow_paths``) a ``.safetensors`` path, on the
+        CPU in eval mode.
 
         Raises:
-            FileNotFoundError: no such file and no shipped model of that name.
-            ValueError: the file is not a tunable model.
+            FileNotFoundError: not a shipped model's name (the message lists them).
+            ValueError: a path while paths are off, any path that does not hold a tunable model
+                (:data:`NO_MODEL_AT_PATH`, the same words whatever the reason), or a shipped file
+                that is not a tunable model.
         """
         from ..io import load_tunable
-        from ..models import resolve
+        from ..models import available
 
-        path = resolve(name_or_path.strip())
-        if path.suffix.lower() != ".safetensors":
-            raise ValueError(f"{path.name}: the app reads .safetensors model files only")
-        key, mtime = str(path.resolve()), path.stat().st_mtime
+        text = name_or_path.strip()
+        shipped = available()
+        name = text.removesuffix(".safetensors")
+        is_path = "/" in text or os.sep in text or text.startswith("~") or text.endswith(".safetensors")
+        if name in shipped and "/" not in text and os.sep not in text:
+            path, local = shipped[name], False
+        elif not self.allow_paths or not is_path:  # a bare word is a shipped name, or a typo of one
+            hint = ("or give a file's full path" if self.allow_paths else
+                    "this app loads shipped models only (start it with --allow-local-models for files)")
+            raise FileNotFoundError(f"no shipped model named {text[:80]!r} (shipped: {', '.join(shipped) or 'none'}); {hint}")
+        else:
+            path, local = self._local_path(text), True
+        key = str(path.resolve())
         with self._lock:  # one load per file even when two requests ask at once
-            cached = self._models.get(key)
-            if cached is not None and cached[0] == mtime:
-                return cached[1]
-            model = load_tunable(path).to("cpu").eval()
+            try:
+                mtime = path.stat().st_mtime
+                cached = self._models.get(key)
+                if cached is not None and cached[0] == mtime:
+                    self._models.move_to_end(key)
+                    return cached[1]
+                model = load_tunable(path).to("cpu").eval()
+            except (OSError, ValueError) as err:
+                if not local:
+                    raise
+                print(f"ftn app: local model {text[:300]!r} not loaded: {str(err)[:300]}", file=sys.stderr)
+                raise ValueError(NO_MODEL_AT_PATH) from None
             self._models[key] = (mtime, model)
+            self._models.move_to_end(key)
+            while len(self._models) > self.max_models:
+                self._models.popitem(last=False)  # the least recently used goes; its memory with it
             return model
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
-from .config import AppConfig
+from .config import AppConfig, is_loopback
 
 __all__ = ["launch"]
 
@@ -24,6 +25,9 @@ def launch(config: AppConfig, *, block: bool = True) -> Any:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from .ui import CSS, build_app
 
+    if config.allow_local_models and not is_loopback(config.host):
+        print(f"ftn app: note: --allow-local-models on {config.host}: anyone who reaches the page can make this "
+              "server read any .safetensors file it can see", file=sys.stderr)
     app = build_app(config)
     # One model run at a time: the CPU has few cores, and runs of one cached model would otherwise
     # race on its alpha setting.

@@ -6,25 +6,25 @@ Handlers are thin: they read the controls, call :mod:`ftn.app.controls`, :mod:`f
 
 from __future__ import annotations
 
-import atexit
 import collections
 import html
 import itertools
-import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from ..models import available
+from .cleanup import remove_at_exit
 from .config import AppConfig
 from .controls import DIRECTIONS, MODES, alpha_label, build_alpha, end_labels, paint_mask
 from .engine import AutoUnavailable, ModelCache, auto_alpha, model_summary, run_model, save_result, to_display
-from .uploads import UploadRejected, load_upload
+from .uploads import UploadLimits, UploadRejected, check_layer, load_upload
 
-__all__ = ["CSS", "build_app"]
+__all__ = ["CSS", "bound_editor", "build_app"]
 
 #: Page styles: the level names under the slider's two ends.
 CSS = """
@@ -39,6 +39,39 @@ _MODE_HELP = (
 
 
 _KEEP_RESULTS = 50  # result files kept on disk; older ones are deleted as new ones arrive
+_MAX_LAYERS = 4  # paint layers a request may carry (the page sends one)
+
+
+def bound_editor(editor: gr.ImageEditor, limits: UploadLimits, max_layers: int = _MAX_LAYERS) -> gr.ImageEditor:
+    """Make ``editor`` refuse, before decoding, what a request sends beyond the upload limits.
+
+    Gradio decodes every image of an editor's value (background, each paint layer, composite) at
+    full size before a handler sees it; a crafted request could send a 13000 x 13000 layer of a few
+    hundred KB. Here each image's size is read from its header first (:func:`check_layer`) and a
+    request with more than ``max_layers`` layers is refused, each as a one-line message.
+    """
+    convert = editor.convert_and_format_image
+    preprocess = editor.preprocess
+
+    def checked_convert(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if file is not None:
+            try:
+                check_layer(file if isinstance(file, (bytes, bytearray, memoryview)) else file.path, limits)
+            except UploadRejected as err:
+                raise _refused(str(err)) from None
+        return convert(file, *args, **kwargs)
+
+    def checked_preprocess(payload: Any) -> Any:
+        if payload is not None:
+            cached = editor.blob_storage.get(payload.id) if getattr(payload, "id", None) is not None else None
+            layers = (cached.layers if cached is not None else getattr(payload, "layers", None)) or []
+            if len(layers) > max_layers:
+                raise _refused(f"{len(layers)} paint layers sent; this app takes at most {max_layers}")
+        return preprocess(payload)
+
+    editor.convert_and_format_image = checked_convert  # type: ignore[method-assign]
+    editor.preprocess = checked_preprocess  # type: ignore[method-assign]
+    return editor
 
 
 def _refused(message: str) -> gr.Error:
@@ -53,11 +86,13 @@ def _ends_html(metadata: dict) -> str:
 
 def build_app(config: AppConfig) -> gr.Blocks:
     """The app's page with every control wired to its handler (not yet served)."""
-    models = ModelCache()
     shipped = list(available())
     default = config.default_model if config.default_model in shipped else (shipped[0] if shipped else None)
     results = Path(tempfile.mkdtemp(prefix="ftn-app-"))  # Gradio serves files under the temp folder
-    atexit.register(shutil.rmtree, results, ignore_errors=True)
+    remove_at_exit(results)  # at exit and on SIGTERM
+    # Uploads and results are files a visitor put on the server: never models.
+    models = ModelCache(max_models=config.max_models, allow_paths=config.allow_local_models,
+                        refuse_under=[results, get_upload_folder(), Path(tempfile.gettempdir()) / "gradio"])
     recent: collections.deque[Path] = collections.deque()  # results on disk, oldest first
     counter = itertools.count(1)
 
@@ -67,8 +102,13 @@ def build_app(config: AppConfig) -> gr.Blocks:
         while len(recent) > _KEEP_RESULTS:
             recent.popleft().unlink(missing_ok=True)
 
+    def chosen(name: str | None, local: str | None) -> str:
+        """The local box wins when it is offered and filled; a request naming a path while the box
+        is off gets the shipped model it also names (the cache refuses paths anyway)."""
+        return ((local or "").strip() if config.allow_local_models else "") or (name or "")
+
     def model_for(name: str | None, local: str | None) -> Any:
-        choice = (local or "").strip() or name
+        choice = chosen(name, local)
         if not choice:
             raise _refused("choose a shipped model or give a local .safetensors file")
         try:
@@ -95,7 +135,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
 
     def on_alpha(name: str | None, local: str | None, alpha: float) -> str:
         try:
-            return alpha_label(models.get((local or "").strip() or name or "").metadata, alpha)
+            return alpha_label(models.get(chosen(name, local)).metadata, alpha)
         except (FileNotFoundError, ValueError):
             return f"alpha {alpha:.2f}"
 
@@ -132,7 +172,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
         except ValueError as err:
             raise _refused(str(err)) from None
         seconds = time.perf_counter() - begin
-        stem = f"{Path(path).stem}-{Path((local or '').strip() or name or 'model').stem}-{next(counter)}"
+        stem = f"{Path(path).stem}-{Path(chosen(name, local) or 'model').stem}-{next(counter)}"
         saved = save_result(out, results, stem, alpha=image.alpha)
         keep(saved)
         meta = model.metadata
@@ -169,8 +209,11 @@ def build_app(config: AppConfig) -> gr.Blocks:
                 upload = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
                                   height=240, elem_id="ftn-upload")
                 model = gr.Dropdown(shipped, value=default, label="Model", elem_id="ftn-model")
-                local = gr.Textbox(label="...or a local model file (press Enter)", placeholder="/path/to/model.safetensors",
-                                   elem_id="ftn-local")
+                if config.allow_local_models:  # ftn app --allow-local-models: a path on this server
+                    local = gr.Textbox(label="...or a model file on this server (press Enter)",
+                                       placeholder="/path/to/model.safetensors", elem_id="ftn-local")
+                else:
+                    local = gr.State("")
                 summary = gr.Markdown(elem_id="ftn-summary")
                 alpha = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label="alpha", elem_id="ftn-alpha")
                 ends = gr.HTML()
@@ -182,12 +225,12 @@ def build_app(config: AppConfig) -> gr.Blocks:
                 gr.Markdown("Letting go of a slider runs the model. **Auto level** estimates the image's noise "
                             "sigma (denoise) or reads its JPEG quality (dejpeg) and sets the slider.")
             with gr.Column(scale=1, min_width=300):
-                editor = gr.ImageEditor(
+                editor = bound_editor(gr.ImageEditor(
                     label="Paint the area to change (mode: painted area)", type="numpy", image_mode="RGBA",
                     format="png",  # lossless, so the brush's edge is exactly what comes back
                     sources=(), transforms=(), layers=False, interactive=True, elem_id="ftn-editor",
                     brush=gr.Brush(colors=["#ff2d55"], color_mode="fixed"), eraser=gr.Eraser(),
-                )
+                ), config.limits)
                 mode = gr.Radio(list(MODES), value=MODES[0], label="Where alpha applies", elem_id="ftn-mode")
                 gr.Markdown(_MODE_HELP)
                 with gr.Row():
@@ -206,7 +249,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
 
         app.load(on_model, **model_io)
         model.change(on_model, **model_io)
-        local.submit(on_model, **model_io)
+        if config.allow_local_models:
+            local.submit(on_model, **model_io)
         alpha.change(on_alpha, [model, local, alpha], level_now, queue=False, show_progress="hidden")
         upload.change(on_upload, upload, [upload, editor, compare, download, status, auto_note])
         for slider in (alpha, start, end):  # letting go of a slider runs the model

@@ -6,6 +6,8 @@ from the image header), so a huge or bomb-like upload costs nothing but the refu
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..data.images import LoadedImage, _open, load_image
 
-__all__ = ["UploadLimits", "UploadRejected", "check_upload", "load_upload"]
+__all__ = ["UploadLimits", "UploadRejected", "check_layer", "check_upload", "load_upload"]
 
 
 class UploadRejected(ValueError):
@@ -31,8 +33,8 @@ class UploadLimits:
     """File size in bytes."""
 
     def __post_init__(self) -> None:
-        if not self.max_megapixels > 0:
-            raise ValueError(f"max_megapixels must be positive, got {self.max_megapixels}")
+        if not (self.max_megapixels > 0 and math.isfinite(self.max_megapixels)):
+            raise ValueError(f"max_megapixels must be positive and finite, got {self.max_megapixels}")
         if not self.max_bytes > 0:
             raise ValueError(f"max upload bytes must be positive, got {self.max_bytes}")
 
@@ -86,3 +88,31 @@ def load_upload(path: str | os.PathLike, limits: UploadLimits) -> LoadedImage:
         return load_image(path, max_pixels=limits.max_pixels)
     except ValueError as err:
         raise UploadRejected(str(err).replace(os.fspath(path), os.path.basename(path))) from None
+
+
+def check_layer(source: str | os.PathLike | bytes, limits: UploadLimits) -> tuple[int, int]:
+    """Refuse an image the page's editor sends back (a paint layer, its background or composite)
+    when it has more pixels than an upload may; returns its (width, height).
+
+    ``source`` is a file path or the encoded bytes. Only the header is read (Pillow's ``Image.open``
+    is lazy), so a small file claiming 13000 x 13000 pixels costs nothing but the refusal.
+
+    Raises:
+        UploadRejected: not an image, or over the megapixel limit (one line).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            in_memory = isinstance(source, (bytes, bytearray, memoryview))
+            with Image.open(io.BytesIO(bytes(source))) if in_memory else _open(os.fspath(source)) as im:
+                width, height = im.size
+    except Image.DecompressionBombError:  # over Pillow's own limit, far over any sensible one
+        raise UploadRejected("a painted layer has far too many pixels for this app; reload the page") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise UploadRejected("the painted layer is not an image this app can read") from None
+    if width * height > limits.max_pixels:
+        raise UploadRejected(
+            f"a painted layer of {width} x {height} pixels is over this app's {limits.max_megapixels:g} megapixels; "
+            "reload the page and paint on the uploaded image"
+        )
+    return width, height
