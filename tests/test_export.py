@@ -200,6 +200,8 @@ def test_cli_export_onnx_checks_the_graph(tmp_path, capsys) -> None:
         ("ftn", ["--alpha", "0.5", "--format", "onnx"], "drop --alpha"),
         ("ftn", ["--format", "safetensors"], "exactly one of --alpha and --level"),
         ("ftn", ["--alpha", "1.5", "--format", "safetensors"], "[0, 1]"),
+        ("ftn", ["--alpha", "sigma=0.5", "--format", "safetensors"], "--alpha needs a number for this one-axis model"),
+        ("ftn", ["--level", "high", "--format", "safetensors"], "--level needs a number"),
     ],
 )
 def test_cli_export_refusals_are_one_line(tmp_path, capsys, method, args, reason) -> None:
