@@ -515,3 +515,26 @@ def test_training_one_anchor_moves_it_alone(method, options) -> None:
     assert moved and all(".tuners.sigma.2." in n for n in moved)
     with torch.no_grad():
         assert torch.equal(model(x, alpha={}), base(x))
+
+
+@pytest.mark.parametrize("edit,reason", [
+    (lambda s: s["axes"][0].update(anchors=1000), "asks for more than"),
+    (lambda s: s.update(corners=[{"sigma": 1}] * 65), "asks for more than"),
+    (lambda s: s["axes"][0].update(anchors=6), "tensors do not fit"),  # more tuners than the file holds
+])
+def test_a_crafted_structure_is_refused_before_building(tmp_path, edit, reason) -> None:
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    _, model = _make("ftn", {}, "multi")
+    path = tmp_path / "m.safetensors"
+    ftn.save_axes(model, path)
+    with safe_open(str(path), framework="pt") as f:
+        tensors, meta = {k: f.get_tensor(k) for k in f.keys()}, json.loads(f.metadata()["ftn"])
+    meta.pop("axes", None)  # the anchor levels, which would no longer match the edited counts
+    edit(meta["multi_axis"])
+    save_file(tensors, str(path), metadata={"ftn": json.dumps(meta)})
+    with pytest.raises(ValueError, match=reason):
+        ftn.load(path, model=TinyNet())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -233,3 +234,18 @@ def test_onnx_of_an_untrained_tuner_still_takes_alpha(tmp_path) -> None:
     got = session.run(None, {"image": x.numpy(), "alpha": np.array([0.5], dtype=np.float32)})[0]
     with torch.no_grad():
         np.testing.assert_allclose(got, model(x, alpha=0.5).numpy(), atol=1e-5)
+
+
+def test_cli_export_never_replaces_its_input_or_a_shipped_model(tmp_path, capsys) -> None:
+    from ftn.models import MODELS_DIR, available
+
+    model = Path(_model_file(tmp_path))
+    before = model.read_bytes()
+    assert main(["export", "--model", str(model), "-o", str(model), "--alpha", "0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is the model being exported" in err and "\n" not in err and model.read_bytes() == before
+    shipped = sorted(available())[0]
+    target = MODELS_DIR / f"{shipped}.safetensors"
+    digest = target.read_bytes()
+    assert main(["export", "--model", str(model), "-o", str(target), "--alpha", "0.5"]) == 2
+    assert "shipped-model folder" in capsys.readouterr().err and target.read_bytes() == digest

@@ -42,7 +42,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from .archs import ARCHS, build_arch
-from .io import FORMAT, read_metadata, read_state_dict
+from .io import FORMAT, build_checked, check_structure, move_into_place, read_header, read_metadata, read_state_dict, short
 from .levels import Levels
 from .methods.axes import AxesModel, AxisSpec, attach_axes
 from .methods.base import image_channels
@@ -52,6 +52,9 @@ __all__ = ["save_axes", "load_axes", "export_axes_onnx", "check_axes_onnx", "che
 
 #: The ``format`` of the metadata in a multi-axis ONNX file.
 ONNX_AXES_FORMAT = "ftn-onnx-axes/1"
+
+#: Limits on a file's structure that no real model reaches (checked before building).
+MAX_AXES, MAX_ANCHORS, MAX_CORNERS = 8, 16, 64
 
 #: The metadata key holding a multi-axis model's structure.
 STRUCTURE_KEY = "multi_axis"
@@ -91,7 +94,7 @@ def save_axes(model: AxesModel, path: str | os.PathLike, **metadata: Any) -> Non
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"ftn": json.dumps(meta)})
-        os.replace(tmp, path)
+        move_into_place(tmp, path)  # the umask's mode, not save_file's 0600
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -110,6 +113,7 @@ def load_axes(path: str | os.PathLike, *, model: nn.Module | None = None) -> Axe
     structure = meta.get(STRUCTURE_KEY)
     if meta.get("format") != FORMAT or not isinstance(structure, dict):
         raise ValueError(f"{path}: not a multi-axis ftn model file (no {STRUCTURE_KEY!r} metadata); use ftn.load")
+    check_structure(meta, path)
     try:
         levels = Levels.from_metadata(meta)
     except ValueError as err:
@@ -122,23 +126,25 @@ def load_axes(path: str | os.PathLike, *, model: nn.Module | None = None) -> Axe
         ]
         corners = [dict(c) for c in structure.get("corners", [])]
     except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: the {STRUCTURE_KEY!r} metadata is malformed ({err})") from None
-    if model is None:
-        arch = meta.get("arch")
-        if arch not in ARCHS:
-            raise ValueError(f"{path}: architecture {arch!r} is not one of ftn's {sorted(ARCHS)}; "
-                             "pass an instance of the network as load_axes(path, model=...)")
-        model = build_arch(arch, **(meta.get("arch_options") or {}))
-    result = attach_axes(model, str(meta.get("method")), specs, corners=corners,
-                         targets=list(meta.get("targets") or []) or None, **(meta.get("method_options") or {}))
-    state = read_state_dict(path)
-    expected = result.model.state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected else f"shape of {wrong[0]!r}"
-        raise ValueError(f"{path}: tensors do not fit the network: {detail}")
-    result.model.load_state_dict(state, strict=True)
+        raise ValueError(f"{path}: the {STRUCTURE_KEY!r} metadata is malformed ({short(err)})") from None
+    # Bounds no real model reaches, checked before anything is built: a tiny file must not ask for
+    # thousands of tuners per layer.
+    if len(specs) > MAX_AXES or any(s.anchors > MAX_ANCHORS for s in specs) or len(corners) > MAX_CORNERS:
+        raise ValueError(f"{path}: the {STRUCTURE_KEY!r} metadata asks for more than {MAX_AXES} axes, "
+                         f"{MAX_ANCHORS} anchors on an axis or {MAX_CORNERS} corners")
+    arch = meta.get("arch")
+    if model is None and arch not in ARCHS:
+        raise ValueError(f"{path}: architecture {short(arch)} is not one of ftn's {sorted(ARCHS)}; "
+                         "pass an instance of the network as load_axes(path, model=...)")
+
+    def build(base: nn.Module | None) -> AxesModel:
+        network = build_arch(arch, **(meta.get("arch_options") or {})) if base is None else base
+        return attach_axes(network, str(meta.get("method")), specs, corners=corners,
+                           targets=list(meta.get("targets") or []) or None, **(meta.get("method_options") or {}))
+
+    # On the meta device first: the file's tensors (shapes, dtypes) must fit before memory is spent.
+    result = build_checked(build, model, read_header(path), path)
+    result.model.load_state_dict(read_state_dict(path), strict=True)
     result.metadata = {k: v for k, v in meta.items() if k not in _RESERVED}
     return result
 

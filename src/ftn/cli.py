@@ -75,10 +75,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    import json
-
     from .axes_io import STRUCTURE_KEY
-    from .io import read_metadata
+    from .io import describe_metadata, read_metadata
     from .models import resolve
 
     meta = read_metadata(resolve(args.model))
@@ -86,7 +84,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         for line in describe_axes(meta):
             print(line)
         print("metadata:")
-    print(json.dumps(meta, indent=2))
+    print(describe_metadata(meta))  # bounded: a crafted file cannot make it print without end
     return 0
 
 
@@ -127,11 +125,12 @@ def describe_axes(meta: dict) -> list[str]:
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
-    from .app import AppConfig, UploadLimits, launch  # light: Gradio is imported by launch only
+    from .app import app_config, launch  # light: Gradio is imported by launch only
 
-    limits = UploadLimits(max_megapixels=args.max_megapixels, max_bytes=int(args.max_upload_mb * 1024 * 1024))
+    config = app_config(host=args.host, port=args.port, max_megapixels=args.max_megapixels,
+                        max_upload_mb=args.max_upload_mb, allow_local_models=args.allow_local_models)
     try:
-        launch(AppConfig(host=args.host, port=args.port, limits=limits))
+        launch(config)
     except ModuleNotFoundError as err:
         print(f"ftn app: error: the web app needs {err.name or 'gradio'}; install it with: pip install -e .[app]", file=sys.stderr)
         return 2
@@ -188,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_tune_parser(sub)
 
     app = sub.add_parser("app", help="start the web app (needs: pip install -e .[app])")
-    app.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only; 0.0.0.0 opens the app, and its local-model-file box, to the network)")
+    app.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only; 0.0.0.0 opens the app to the network)")
+    app.add_argument("--allow-local-models", action="store_true",
+                     help="offer the box that loads a .safetensors file from this server's disk (off by default)")
     app.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     app.add_argument("--max-megapixels", type=float, default=16.0, help="refuse larger uploads (default 16)")
     app.add_argument("--max-upload-mb", type=float, default=50.0, help="refuse larger upload files, in MB (default 50)")

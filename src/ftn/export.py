@@ -337,6 +337,17 @@ def _as_number(value: float | str | None, option: str) -> float | None:
         raise ValueError(f"{option} needs a number for this one-axis model, got {value!r}") from None
 
 
+def _refuse_overwriting(out: Path, source: Path) -> None:
+    """An export never replaces its own input nor a model shipped with ftn (``--model denoise`` must keep working)."""
+    target = out.resolve()
+    if target == source.resolve() or (out.exists() and source.exists() and out.samefile(source)):
+        raise ValueError(f"the output {out} is the model being exported; write to another file")
+    from .models import MODELS_DIR
+
+    if target.parent == MODELS_DIR:
+        raise ValueError(f"the output {out} is in ftn's shipped-model folder; write somewhere else")
+
+
 def run_export(
     model_name: str, out: str, *, fmt: str | None = None, alpha: float | str | None = None,
     level: float | str | None = None, layout: str | None = None,
@@ -359,7 +370,9 @@ def run_export(
         raise ValueError(f"cannot tell the format from {out!r}; pass --format safetensors, pth or onnx")
     if layout not in (None, "original", "ftn"):
         raise ValueError(f"--layout is 'original' or 'ftn', got {layout!r}")
-    loaded = load(models.resolve(model_name))
+    source = models.resolve(model_name)
+    _refuse_overwriting(Path(out), source)
+    loaded = load(source)
     if isinstance(loaded, AxesModel):
         return _export_axes(loaded.eval(), model_name, out, fmt, alpha, level, layout)
     alpha, level = _as_number(alpha, "--alpha"), _as_number(level, "--level")

@@ -34,6 +34,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from .io import move_into_place
+
 __all__ = [
     "SPANDREL_INSTALL",
     "LayoutError",
@@ -384,7 +386,7 @@ def write_original(state: Mapping[str, Tensor], layout: Mapping[str, Any], path:
             save_file({k: v.contiguous() for k, v in inner.items()}, str(tmp), metadata=dict(metadata or {}))
         else:
             torch.save(obj, tmp)
-        os.replace(tmp, path)
+        move_into_place(tmp, path)  # the umask's mode (save_file writes 0600)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

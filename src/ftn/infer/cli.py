@@ -671,6 +671,8 @@ def _write_report(path: Path, rows: list[dict[str, Any]]) -> None:
     import os
     import tempfile
 
+    from ..io import move_into_place
+
     if path.suffix.lower() == ".csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=_REPORT_COLUMNS, extrasaction="ignore")
@@ -684,7 +686,7 @@ def _write_report(path: Path, rows: list[dict[str, Any]]) -> None:
     try:
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
-        os.replace(tmp, path)
+        move_into_place(tmp, path)  # the umask's mode, not mkstemp's 0600
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
