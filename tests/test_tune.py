@@ -449,7 +449,7 @@ def _hostile_cases(files: dict[str, Path], tmp: Path) -> dict[str, tuple[list[st
                               "held-out images must be a whole number >= 0"),
         "empty data folder": ([base, "--to", "noise:50", "--data", str(tmp / "empty")] + common, "--to sigma 50: no images in"),
         "empty pairs folder": ([base, "--pairs", str(tmp / "empty"), str(tmp / "tgt")] + common, "--pairs: no images in"),
-        "random bytes base": ([str(tmp / "random.safetensors"), "--to", "noise:50", *data] + common, "cannot read base"),
+        "random bytes base": ([str(tmp / "random.safetensors"), "--to", "noise:50", *data] + common, "not a safetensors file"),
         "empty base file": ([str(tmp / "empty.pth"), "--to", "noise:50", *data] + common, "refused to load"),
         "not safetensors": ([base, "--to", "noise:50", *data, "-o", str(tmp / "out" / "tuned.pth")] + common,
                             "must be a .safetensors file"),
