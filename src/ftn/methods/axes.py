@@ -459,14 +459,7 @@ class AxesLayer(TunableLayer):
         return y
 
     def export_module(self, setting: Mapping[str, float]) -> nn.Module:  # type: ignore[override]
-        module = self.base
-        for name, value in self.tensors_at(setting).items():
-            current = getattr(module, name)
-            if isinstance(current, nn.Parameter):
-                setattr(module, name, nn.Parameter(value.detach().clone(), requires_grad=current.requires_grad))
-            else:
-                setattr(module, name, value.detach().clone())
-        return module
+        return dni_method.bake_tensors(self.base, self.tensors_at(setting))
 
 
 def _lerp(a: Mapping[str, Tensor], b: Mapping[str, Tensor], t: float) -> dict[str, Tensor]:

@@ -120,14 +120,18 @@ class DNILayer(TunableLayer):
         return {name: t2[name] - t1[name] for name in t1}
 
     def export_module(self, alpha: float) -> nn.Module:
-        module = self.base
-        for name, value in self.tensors_at(alpha).items():
-            current = getattr(module, name)
-            if isinstance(current, nn.Parameter):
-                setattr(module, name, nn.Parameter(value.detach().clone(), requires_grad=current.requires_grad))
-            else:
-                setattr(module, name, value.detach().clone())
-        return module
+        return bake_tensors(self.base, self.tensors_at(alpha))
+
+
+def bake_tensors(module: nn.Module, tensors: dict[str, Tensor]) -> nn.Module:
+    """``module`` with its direct tensors replaced by copies of ``tensors`` (parameters stay parameters)."""
+    for name, value in tensors.items():
+        current = getattr(module, name)
+        if isinstance(current, nn.Parameter):
+            setattr(module, name, nn.Parameter(value.detach().clone(), requires_grad=current.requires_grad))
+        else:
+            setattr(module, name, value.detach().clone())
+    return module
 
 
 def _capabilities(config: DNIConfig) -> Capabilities:
