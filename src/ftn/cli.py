@@ -74,56 +74,6 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_info(args: argparse.Namespace) -> int:
-    from .axes_io import STRUCTURE_KEY
-    from .io import describe_metadata, read_metadata
-    from .models import resolve
-
-    meta = read_metadata(resolve(args.model))
-    if STRUCTURE_KEY in meta and not args.json:
-        for line in describe_axes(meta):
-            print(line)
-        print("metadata:")
-    print(describe_metadata(meta))  # bounded: a crafted file cannot make it print without end
-    return 0
-
-
-def describe_axes(meta: dict) -> list[str]:
-    """A multi-axis model file's axes in words, one line each: anchors, levels, calibration, chaining; corners.
-
-    Raises:
-        ValueError: the file's levels or structure do not validate (one line).
-    """
-    from .levels import Levels
-
-    levels = Levels.from_metadata(meta)
-    known = {a.name: a for a in levels.axes}
-    structure = meta.get("multi_axis") or {}
-    try:
-        axes = [(str(a["name"]), int(a["anchors"]), bool(a.get("chained", False))) for a in structure["axes"]]
-        corners = [dict(c) for c in structure.get("corners", [])]
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"the file's 'multi_axis' metadata is malformed ({err})") from None
-    options = ", ".join(f"{k} {v}" for k, v in (meta.get("method_options") or {}).items())
-    lines = [f"multi-axis model: task {meta.get('task', '?')}, method {meta.get('method')} ({options}), "
-             f"{len(axes)} axes, on {meta.get('arch')}"]
-    for name, count, chained in axes:
-        axis = known.get(name)
-        how = "chained (each anchor from the previous)" if chained else "from the base"
-        if axis is None or axis.anchors is None:
-            lines.append(f"  {name}: {count} anchors, alpha 0 ... {count - 1}, {how}; anchor levels not named")
-            continue
-        anchors = ", ".join(f"{k} = {name} {v:g}" for k, v in enumerate(axis.anchors))
-        cal = axis.calibration
-        calibration = (f"calibrated on {len(cal.levels)} levels {name} {cal.levels[0]:g} ... {cal.levels[-1]:g}"
-                       + (f" ({cal.source})" if cal.source else "")) if cal is not None else \
-            "no calibration (a level between anchors: linear between them)"
-        lines.append(f"  {name}: {count} anchors (alpha {anchors}), {how}; {calibration}")
-    corner_words = "; ".join(",".join(f"{k}={v}" for k, v in c.items()) for c in corners) or "none"
-    lines.append(f"  corners (joint corrections): {corner_words}")
-    return lines
-
-
 def _cmd_app(args: argparse.Namespace) -> int:
     from .app import app_config, launch  # light: Gradio is imported by launch only
 
@@ -138,12 +88,6 @@ def _cmd_app(args: argparse.Namespace) -> int:
         print(f"ftn app: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     return 0
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import run_export
-
-    return run_export(args.model, args.out, fmt=args.format, alpha=args.alpha, level=args.level, layout=args.layout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--calibrate", action="store_true", help="write the level -> alpha calibration into the model file")
     sweep.set_defaults(func=_cmd_sweep)
 
+    from .export_cli import add_parser as add_export_parser
     from .infer.cli import add_parser as add_run_parser
+    from .info_cli import add_parser as add_info_parser
     from .train.cli import add_parser as add_train_parser
     from .tuning.cli import add_parser as add_tune_parser
 
@@ -195,25 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--max-upload-mb", type=float, default=50.0, help="refuse larger upload files, in MB (default 50)")
     app.set_defaults(func=_cmd_app)
 
-    export = sub.add_parser("export", help="write a model for other tools: plain safetensors at one alpha, or ONNX with alpha as an input")
-    export.add_argument("--model", required=True, help="a shipped model name or a model file")
-    export.add_argument("--alpha", help="safetensors: the alpha to bake in (0 = the model's first level, 1 its second); "
-                        "several axes: 0.3,0.8 (the model's axis order) or sigma=1.5")
-    export.add_argument("--level", help="safetensors: a real level (e.g. sigma 50) instead of --alpha, via the calibration; "
-                        "several axes: sigma=12,quality=70")
-    export.add_argument("--format", choices=["safetensors", "pth", "onnx"], help="default: from the suffix of -o")
-    export.add_argument("--layout", choices=["original", "ftn"],
-                        help="with --alpha/--level: 'original' (the default for a model ftn tune made from another "
-                             "checkpoint) writes the plain base in that checkpoint's key layout (wrapper, prefix, key "
-                             "names; .pth or .safetensors), so the tool that read the original reads it; 'ftn' writes "
-                             "ftn's own safetensors")
-    export.add_argument("-o", "--out", required=True, help="the file to write")
-    export.set_defaults(func=_cmd_export)
-
-    info = sub.add_parser("info", help="print a model file's metadata (a multi-axis model's axes in words first)")
-    info.add_argument("model", help="a .safetensors model file or a shipped model's name (e.g. sr-pd-x4)")
-    info.add_argument("--json", action="store_true", help="the metadata as JSON only")
-    info.set_defaults(func=_cmd_info)
+    add_export_parser(sub)
+    add_info_parser(sub)
     return parser
 
 

@@ -1,0 +1,33 @@
+"""``ftn export``: a plain network at one setting (safetensors, or the original checkpoint layout) or ONNX."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_parser"]
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import run_export
+
+    return run_export(args.model, args.out, fmt=args.format, alpha=args.alpha, level=args.level, layout=args.layout)
+
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``ftn export`` to the ``ftn`` command's subparsers."""
+    export = sub.add_parser("export", help="write a model for other tools: plain safetensors at one alpha, or ONNX with alpha as an input")
+    export.add_argument("--model", required=True, help="a shipped model name or a model file")
+    export.add_argument("--alpha", help="safetensors: the alpha to bake in (0 = the model's first level, 1 its second); "
+                        "several axes: 0.3,0.8 (the model's axis order) or sigma=1.5")
+    export.add_argument("--level", help="safetensors: a real level (e.g. sigma 50) instead of --alpha, via the calibration; "
+                        "several axes: sigma=12,quality=70")
+    export.add_argument("--format", choices=["safetensors", "pth", "onnx"], help="default: from the suffix of -o")
+    export.add_argument("--layout", choices=["original", "ftn"],
+                        help="with --alpha/--level: 'original' (the default for a model ftn tune made from another "
+                             "checkpoint) writes the plain base in that checkpoint's key layout (wrapper, prefix, key "
+                             "names; .pth or .safetensors), so the tool that read the original reads it; 'ftn' writes "
+                             "ftn's own safetensors")
+    export.add_argument("-o", "--out", required=True, help="the file to write")
+    export.set_defaults(func=_cmd_export)
+
