@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     plain_macs = conv_macs_per_module(lambda: plain(x))
     rows = []
-    for (label, axes, control), model, setting in zip(CASES, models, settings):
+    for (label, axes, _control), model, setting in zip(CASES, models, settings):
         with torch.inference_mode():
             model(x, alpha=setting)  # warm-up: fills the blended-kernel and delta caches
         tuned_macs = conv_macs_per_module(lambda m=model, s=setting: m(x, alpha=s))
