@@ -74,6 +74,7 @@ __all__ = [
     "describe_levels",
     "level_name",
     "level_to_alpha",
+    "parse_keyframes",
     "parse_setting",
     "split_values",
     "with_calibration",
@@ -742,3 +743,45 @@ def parse_setting(
             chosen[name] = AxisValue(name, "unset", alpha=0.0, words=f"{name} alpha 0{_level_words(known.get(name), 0.0)}")
         out[name] = chosen[name]
     return out
+
+
+# -- values over time (``ftn run`` on a video) ------------------------------------------------------
+
+
+def parse_keyframes(text: str, option: str = "--alpha") -> tuple[tuple[float, float], ...]:
+    """Parse keyframes ``"0s:0.2,4s:0.8"`` (time in seconds, the ``s`` optional) into ``((0.0, 0.2), (4.0, 0.8))``.
+
+    Keys are separated by ``,`` or ``;`` (``;`` inside one axis of ``--alpha sigma=0s:0.5;4s:1.5,quality=0.3``),
+    returned in time order. A value is whatever number the option takes (an alpha, a level); the caller
+    checks its range. Between keys the value is linear in time, and before the first and after the last
+    key it is held (``numpy.interp`` of the returned times and values).
+
+    Raises:
+        ValueError: (one line) an empty key, a key without ``TIME:VALUE``, a time that is not a finite
+            number >= 0, a value that is not a finite number, or one time given twice.
+    """
+    items = [item.strip() for item in str(text).replace(";", ",").split(",")]
+    if not str(text).strip() or not all(items):
+        raise ValueError(f"{option} {text!r} has an empty keyframe; give e.g. {option} 0s:0.2,4s:0.8")
+    keys: dict[float, float] = {}
+    for item in items:
+        when, sep, value = (part.strip() for part in item.partition(":"))
+        if not sep or not when or not value:
+            raise ValueError(f"{option}: keyframe {item!r} is not TIME:VALUE (e.g. 4s:0.8, the time in seconds)")
+        seconds = when[:-1] if when.lower().endswith("s") else when
+        try:
+            t = float(seconds)
+        except ValueError:
+            raise ValueError(f"{option}: keyframe time {when!r} is not a number of seconds (e.g. 4s or 2.5s)") from None
+        if not (math.isfinite(t) and t >= 0):
+            raise ValueError(f"{option}: keyframe time {when!r} must be a finite number of seconds >= 0")
+        try:
+            v = float(value)
+        except ValueError:
+            raise ValueError(f"{option}: keyframe value {value!r} (at {when}) is not a number") from None
+        if not math.isfinite(v):
+            raise ValueError(f"{option}: keyframe value {value!r} (at {when}) must be a finite number")
+        if t in keys:
+            raise ValueError(f"{option}: two keyframes at {_format_number(t)}s; give each time once")
+        keys[t] = v
+    return tuple(sorted(keys.items()))
