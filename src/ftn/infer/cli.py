@@ -19,8 +19,11 @@ stay at alpha 0, their first anchor)::
     ftn run -i photo.jpg -o out.png --model restore.safetensors --auto-map          # ... sigma as a per-pixel map
 
 Large images run in overlapping tiles sized from free memory (``--tile``). A folder run writes a
-report (per file: level, alpha, time, sizes) to ``OUT/ftn-report.json`` (or ``--report`` .json/.csv),
-rewritten after every image, so ``--resume`` after an interruption skips what is done.
+report (per file: level, alpha, time, sizes, and what made the output: the model and its sha256, the
+setting, ftn's version, the input's and the output's sha256) to ``OUT/ftn-report.json`` (or ``--report``
+.json/.csv), rewritten after every image. ``--resume`` after an interruption skips an output only when
+its record shows it complete and made as this run would make it; others are redone, and the reasons
+counted (:mod:`ftn.infer.report`).
 
 Bad input is refused with a one-line error on stderr and exit status 2, and never leaves an output
 file behind (outputs are written atomically, only after the image was processed). In a folder, a
@@ -30,6 +33,7 @@ file that fails is reported and the others go on; the exit status is then 1.
 from __future__ import annotations
 
 import argparse
+import glob
 import math
 import sys
 import time
@@ -104,7 +108,11 @@ def add_parser(subparsers: Any) -> None:
         "--report", metavar="FILE",
         help="folder runs: where the per-file report goes, .json or .csv (default OUT/ftn-report.json)",
     )
-    p.add_argument("--resume", action="store_true", help="folder runs: skip images whose output file already exists")
+    p.add_argument(
+        "--resume", action="store_true",
+        help="folder runs: skip outputs the report shows complete and made with the same model, setting and ftn "
+             "version; redo the others (outputs with no record in the report are redone)",
+    )
     p.set_defaults(func=run_command)
 
 
@@ -150,6 +158,7 @@ class _Plan:
     label: str = ""
     mask: Tensor | None = None  # (1, 1, h, w) in [0, 1]
     mask_name: str = ""
+    mask_sha256: str = ""  # the map file's, for --resume's record
     estimate: str = ""  # for auto: "sigma" or "quality"
 
 
@@ -173,6 +182,14 @@ class Processed:
     status: str = "done"
     notes: str = ""
     setting: str = ""  # several axes: alpha per axis, e.g. "sigma=0.47,quality=map 0.1..0.9"
+    # what made the output (folder runs; --resume compares them, see ftn.infer.report)
+    model: str = ""  # as named on the command line
+    model_sha256: str = ""
+    options: str = ""  # the setting that decides the pixels, as canonical JSON
+    ftn_version: str = ""
+    input_sha256: str = ""
+    output_bytes: int | None = None
+    output_sha256: str = ""
 
     @property
     def line(self) -> str:
@@ -455,7 +472,9 @@ def _plan(args: argparse.Namespace, model: Any) -> _Plan:
     mask_path = Path(args.alpha_map)
     if not mask_path.exists():
         raise FileNotFoundError(f"alpha map not found: {mask_path}")
-    return _Plan("map", mask=_load_mask(mask_path), mask_name=mask_path.name)
+    from .report import sha256_file
+
+    return _Plan("map", mask=_load_mask(mask_path), mask_name=mask_path.name, mask_sha256=sha256_file(mask_path))
 
 
 def _axes_plan(args: argparse.Namespace, model: Any) -> _AxesPlan:
@@ -596,19 +615,38 @@ def _run(args: argparse.Namespace) -> int:
         print(process_image(model, src, jobs[0][1], plan, **options).line)
         return 0
 
+    return _run_folder(args, model, plan, jobs, out, options)
+
+
+def _run_folder(
+    args: argparse.Namespace, model: Any, plan: _Plan | _AxesPlan, jobs: list[tuple[Path, Path]], out: Path,
+    options: dict[str, Any],
+) -> int:
+    """A folder run: each image in turn, the report rewritten after each; ``--resume`` skips what is done."""
     from tqdm import tqdm
 
-    out.mkdir(parents=True, exist_ok=True)
+    from .. import __version__
+    from ..models import resolve
+    from .report import options_text, read_report, resume_reason, resume_summary, sha256_file, write_report
+
     report_path = Path(args.report) if args.report else out / "ftn-report.json"
     rows: dict[str, dict[str, Any]] = {}
-    if args.resume and report_path.is_file():
-        rows = {row["input"]: row for row in _read_report(report_path)}
-    todo = [(f, t) for f, t in jobs if not (args.resume and t.is_file())]
-    for f, t in jobs:
-        if (f, t) not in todo:  # written by an earlier run: outputs are atomic, so complete
-            rows.setdefault(str(f), {"input": str(f), "output": str(t), "status": "done (earlier run)"})
+    if args.resume and report_path.is_file():  # read (or refused) before anything is written
+        rows = {str(row["input"]): row for row in read_report(report_path)}
+    elif args.resume and report_path.exists():
+        raise UsageError(f"the report {report_path} is not a file; give --report another path or move it away")
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"model": str(args.model), "model_sha256": sha256_file(resolve(args.model)), "ftn_version": __version__}
+    setting = _pixel_setting(plan, options["tile"], options["overlap"])
+    per_output = {str(t): options_text(setting, t, options["quality"]) for _, t in jobs}
+    todo = jobs
     if args.resume:
-        print(f"--resume: {len(jobs) - len(todo)} of {len(jobs)} outputs exist and are skipped")
+        if not report_path.is_file():
+            print(f"--resume: no report at {report_path}; outputs already there have no record and are redone")
+        reasons = [resume_reason(rows.get(str(f)), f, t, {**record, "options": per_output[str(t)]}) for f, t in jobs]
+        todo = [job for job, reason in zip(jobs, reasons, strict=True) if reason is not None]
+        _remove_stale_temporaries([t for _, t in todo])
+        print(resume_summary(reasons))
     failed = 0
     with tqdm(todo, desc=PROG, unit="image", file=sys.stderr, disable=None) as bar:
         log = lambda line: bar.write(line, file=sys.stdout)  # noqa: E731
@@ -616,14 +654,20 @@ def _run(args: argparse.Namespace) -> int:
             try:
                 done = process_image(model, path, target, plan, log=log, **options)
                 log(done.line)
-                rows[str(path)] = asdict(done)
+                # the record --resume compares: hashed after the (atomic) write, so it is the file as written
+                rows[str(path)] = asdict(done) | record | {
+                    "options": per_output[str(target)], "input_sha256": sha256_file(path),
+                    "output_bytes": target.stat().st_size, "output_sha256": sha256_file(target),
+                }
             except Exception as err:  # noqa: BLE001  (report, and go on with the others)
                 failed += 1
                 message = _one_line(err)
                 where = "" if str(path) in message else f"{path}: "
                 bar.write(f"{PROG}: error: {where}{message}", file=sys.stderr)
-                rows[str(path)] = {"input": str(path), "output": str(target), "status": "failed", "notes": message}
-            _write_report(report_path, [rows[str(f)] for f, _ in jobs if str(f) in rows])
+                rows[str(path)] = {"input": str(path), "output": str(target), "status": "failed", "notes": message,
+                                   "model": record["model"], "model_sha256": record["model_sha256"],
+                                   "ftn_version": __version__}
+            write_report(report_path, [rows[str(f)] for f, _ in jobs if str(f) in rows], _REPORT_COLUMNS)
     print(f"report: {report_path}")
     if failed:
         _error(f"{failed} of {len(jobs)} images failed; the others were written to {out}")
@@ -646,47 +690,36 @@ def _tile_option(text: str) -> int | str | None:
 _REPORT_COLUMNS = [f.name for f in fields(Processed)]
 
 
-def _read_report(path: Path) -> list[dict[str, Any]]:
-    """Rows of an earlier report (.json list or .csv), for --resume; an unreadable one is an error."""
-    import csv
-    import json
+def _pixel_setting(plan: _Plan | _AxesPlan, tile: int | str | None, overlap: int) -> dict[str, Any]:
+    """What decides the outputs' pixels besides the model, the input and the format (for ``--resume``).
 
-    try:
-        if path.suffix.lower() == ".csv":
-            with open(path, newline="") as f:
-                return list(csv.DictReader(f))
-        rows = json.loads(path.read_text())
-        if not isinstance(rows, list) or not all(isinstance(r, dict) and "input" in r for r in rows):
-            raise ValueError("not a list of per-file records")
-        return rows
-    except (OSError, ValueError) as err:
-        raise UsageError(f"cannot read the earlier report {path} for --resume ({_one_line(err)}); move it away") from None
+    The alpha itself rather than the words that chose it (``--level 50`` and the ``--alpha`` it maps to
+    give the same image); an alpha map by its file's sha256. The device is left out: the same model and
+    setting give the same image on any device, up to float rounding.
+    """
+    from .report import sha256_file
 
-
-def _write_report(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write the report atomically (a temporary file renamed over it), so it is never half-written."""
-    import csv
-    import io
-    import json
-    import os
-    import tempfile
-
-    from ..io import move_into_place
-
-    if path.suffix.lower() == ".csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=_REPORT_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        text = buffer.getvalue()
+    if isinstance(plan, _AxesPlan):
+        axes: dict[str, Any] = {}
+        for name, value in plan.values.items():
+            if value.source == "map":
+                axes[name] = {"alpha_map_sha256": sha256_file(value.path)}
+            elif value.source == "unset":
+                axes[name] = {"auto": plan.auto[name]} if name in plan.auto else {"alpha": 0.0}
+            else:
+                axes[name] = {"alpha": float(value.alpha)}
+        level: dict[str, Any] = {"axes": axes}
+    elif plan.kind in ("alpha", "level"):
+        level = {"alpha": float(plan.alpha)}
+    elif plan.kind == "auto":
+        level = {"auto": plan.estimate}
     else:
-        text = json.dumps(rows, indent=1) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        move_into_place(tmp, path)  # the umask's mode, not mkstemp's 0600
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        level = {"alpha_map_sha256": plan.mask_sha256}
+    return level | {"tile": tile if tile is not None else 0, "tile_overlap": int(overlap)}
+
+
+def _remove_stale_temporaries(targets: list[Path]) -> None:
+    """Remove what an interrupted write of these outputs left (``.NAME.<12 hex>.tmp``, never complete)."""
+    for target in targets:
+        for tmp in target.parent.glob(f".{glob.escape(target.name)}.{'[0-9a-f]' * 12}.tmp"):
+            tmp.unlink(missing_ok=True)
