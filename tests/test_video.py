@@ -171,11 +171,14 @@ def test_keyframed_alpha_frame_by_frame(model: ftn.TunableModel, clips: dict[str
 
 def test_mp4_keeps_rate_timestamps_and_audio(model: ftn.TunableModel, clips: dict[str, Path], tmp_path: Path) -> None:
     src, dst = clips["mp4"], tmp_path / "out.mp4"
-    result = process_video(model, src, dst, build_schedule(model, alpha=0.5), log=lambda _: None)
-    assert result.audio == ["aac copied"]
-    _, times = decode(src)
+    result = process_video(model, src, dst, build_schedule(model, alpha=0.5), segment_seconds=0.25, log=lambda _: None)
+    assert result.audio == ["aac copied"] and result.segments == 2  # H.264 segments joined without re-encoding
+    inputs, times = decode(src)
     frames, out_times = decode(dst)
     assert len(frames) == N and out_times == pytest.approx(times)
+    for k in (0, N - 1):  # both segments decode to the picture (H.264 at crf 18 and 4:2:0 lose a little)
+        error = np.abs(frames[k].astype(int) - expected_frame(model, inputs[k], 0.5).astype(int)).mean()
+        assert error < 6, f"frame {k}: mean error {error:.1f} levels"
     with av.open(str(dst)) as c:
         video, sound = c.streams.video[0], c.streams.audio[0]
         assert video.average_rate == FPS and video.codec_context.name == "h264"
@@ -214,6 +217,42 @@ def test_mask_video_sets_alpha_per_pixel_per_frame(model: ftn.TunableModel, clip
         process_video(model, clips["lossless"], tmp_path / "bad.mkv", build_schedule(model, alpha_map=str(short)),
                       codec="ffv1", log=lambda _: None)
     assert_no_output(tmp_path / "bad.mkv")
+
+
+def test_multi_axis_keyframes_and_image_map(clips: dict[str, Path], tmp_path: Path) -> None:
+    from PIL import Image
+
+    from ftn.methods.axes import AxisSpec, attach_axes
+
+    torch.manual_seed(0)
+    net = ftn.build_arch("adafm_net", size="mini", channels=8, blocks=1, image_skip=True)
+    model = attach_axes(net, "ftn", [AxisSpec("sigma", 3, levels=(5, 25, 50)), AxisSpec("quality", 2, levels=(90, 10))],
+                        groups=4)
+    with torch.no_grad():
+        for p in model.tuner_parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.eval()
+    grey = (np.mgrid[0:H, 0:W][1] * 255 // (W - 1)).astype(np.uint8)  # black left ... white right
+    Image.fromarray(grey).save(tmp_path / "map.png")
+    schedule = build_schedule(model, alpha="sigma=0s:0.5;0.25s:1.5", alpha_map=f"quality={tmp_path / 'map.png'}")
+    assert {k: v.kind for k, v in schedule.axes.items()} == {"sigma": "keys", "quality": "image"}
+    dst = tmp_path / "out.mkv"
+    process_video(model, clips["lossless"], dst, schedule, codec="ffv1", log=lambda _: None)
+    inputs, times = decode(clips["lossless"])
+    outputs, _ = decode(dst)
+    qmap = torch.from_numpy(grey).float()[None, None] / 255
+    for k in (0, 3, N - 1):
+        setting = {"sigma": float(np.interp(times[k], [0.0, 0.25], [0.5, 1.5])), "quality": qmap}
+        diff = np.abs(outputs[k].astype(int) - expected_frame(model, inputs[k], setting).astype(int)).max()
+        assert diff <= 1, f"frame {k} is off by {diff}"
+    for options, words in [
+        (dict(alpha="0s:0.5;1s:1,0.3"), "name the axis"),
+        (dict(alpha="sigma=0s:0.5;1s:2.5"), "outside sigma's range"),
+        (dict(alpha="sigma=0s:0.5;1s:1", level="sigma=25"), "set by both"),
+        (dict(alpha="bogus=0s:0.5"), "no axis 'bogus'"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            build_schedule(model, **options)
 
 
 # -- --resume ------------------------------------------------------------------------------------------

@@ -69,7 +69,8 @@ __all__ = [
 ]
 
 #: Suffixes read as videos (inputs and mask videos); outputs may be any of the first five.
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".flv",
+                  ".wmv", ".3gp", ".ogv")
 _OUTPUT_SUFFIXES = VIDEO_SUFFIXES[:5]
 #: The largest frame processed (8192 x 8192): far beyond real footage, far below what would exhaust memory.
 MAX_PIXELS = 8192 * 8192
@@ -546,7 +547,7 @@ def process_video(
         reused = len(done)
         statics = {name: _grey(_load_image(Path(str(p.path)))) for name, p in schedule.axes.items() if p.kind == "image"}
         masks = {name: _MaskVideo(Path(str(p.path)), log) for name, p in schedule.axes.items() if p.kind == "video"}
-        total = int(stream.frames or 0) or (round(float(stream.duration * time_base) * float(rate)) if stream.duration else None)
+        total = _frame_estimate(container, stream, rate, time_base)
         frames, size = _run_frames(
             model, src, container, stream, schedule, statics, masks, work, identity, done,
             codec=codec, crf=crf, rate=rate, time_base=time_base, per_segment=per_segment, tile=tile, overlap=overlap,
@@ -573,6 +574,14 @@ def process_video(
         segments_reused=reused, audio=described, setting=schedule.words,
         seconds=round(time.perf_counter() - start, 3),
     )
+
+
+def _frame_estimate(container: Any, stream: Any, rate: Fraction, time_base: Fraction) -> int | None:
+    """How many frames the progress bar expects: as declared, else from the duration (None: unknown)."""
+    if stream.frames:
+        return int(stream.frames)
+    seconds = float(stream.duration * time_base) if stream.duration else (container.duration or 0) / 1e6
+    return round(seconds * float(rate)) or None
 
 
 def _version() -> str:
