@@ -196,3 +196,29 @@ def test_unreadable_report_is_refused_in_one_line_and_nothing_written(text: str,
     assert err.startswith("ftn run: error: cannot read the earlier report") and "\n" not in err
     assert sorted(p.name for p in out.iterdir()) == ["ftn-report.json"]
     assert (out / "ftn-report.json").read_text(encoding="latin-1") == text
+
+
+def test_multi_axis_setting_is_recorded_per_axis(tmp_path: Path, capsys) -> None:
+    """A multi-axis model: each axis's alpha, map (by content) or estimate is part of the record."""
+    from ftn.methods.axes import AxisSpec, attach_axes
+
+    torch.manual_seed(0)
+    net = ftn.build_arch("adafm_net", size="mini", channels=8, blocks=1, image_skip=True)
+    model = attach_axes(net, "ftn", [AxisSpec("sigma", 2, levels=(5, 50)), AxisSpec("quality", 2, levels=(90, 10))],
+                        groups=4)
+    ftn.save(model, tmp_path / "restore.safetensors")
+    (tmp_path / "in").mkdir()
+    _image(tmp_path / "in" / "a.png", 0)
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.full((12, 16), 100, np.uint8)).save(mask)
+    base = ("-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "restore.safetensors"))
+    assert _ftn_run(*base, "--alpha-map", f"sigma={mask}", "--alpha", "quality=0.5") == 0
+    row = json.loads((tmp_path / "out" / "ftn-report.json").read_text())[0]
+    assert json.loads(row["options"])["axes"] == {"sigma": {"alpha_map_sha256": _sha256(mask)}, "quality": {"alpha": 0.5}}
+    for options, words in (((f"sigma={mask}", "quality=0.5"), "1 of 1 outputs exist and are skipped"),
+                           ((f"sigma={mask}", "quality=1"), "1 redone (made with another setting)"),
+                           ((None, "sigma=0.5,quality=1"), "1 redone (made with another setting)")):
+        capsys.readouterr()
+        given = ("--alpha-map", options[0]) if options[0] else ()
+        assert _ftn_run(*base, *given, "--alpha", options[1], "--resume") == 0
+        assert words in capsys.readouterr().out
