@@ -394,6 +394,17 @@ def test_hostile_video_is_refused_in_one_line(model: ftn.TunableModel, tmp_path:
     assert_no_output(dst)
 
 
+def test_frames_over_the_pixel_limit_are_refused_before_decoding(model: ftn.TunableModel, clips: dict[str, Path],
+                                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ftn.infer.video as video
+
+    monkeypatch.setattr(video, "MAX_PIXELS", W * H - 1)  # a real limit is 8192 x 8192: the same check, cheaply
+    dst = tmp_path / "out.mkv"
+    with pytest.raises(VideoError, match="declares 64x48 frames, over the 3,071-pixel limit"):
+        process_video(model, clips["lossless"], dst, build_schedule(model, alpha=0.5), codec="ffv1", log=lambda _: None)
+    assert_no_output(dst)
+
+
 @pytest.mark.parametrize(("options", "words"), [
     (dict(alpha="0s:0.2,1s:1.5"), "must lie in"),
     (dict(alpha="0s:0.2,1s"), "not TIME:VALUE"),

@@ -304,6 +304,11 @@ def _open(path: Path, what: str = "input") -> tuple[Any, Any]:
         container.close()
         raise VideoError(f"{path}: has no video stream")
     stream = container.streams.video[0]
+    declared = (stream.codec_context.width or 0) * (stream.codec_context.height or 0)
+    if declared > MAX_PIXELS:  # refused before a frame of that size is decoded
+        container.close()
+        raise VideoError(f"{path}: declares {stream.codec_context.width}x{stream.codec_context.height} frames, "
+                         f"over the {MAX_PIXELS:,}-pixel limit")
     stream.thread_type = "AUTO"
     return container, stream
 
@@ -711,7 +716,7 @@ def _run_frames(
             if encoder is None:
                 size = (int(out.shape[-1]), int(out.shape[-2]))
                 if CODECS[codec][1] == "yuv420p" and (size[0] % 2 or size[1] % 2):
-                    raise ValueError(f"{codec} (yuv420p) needs an even width and height; the output is {size[0]}x{size[1]}: "
+                    raise VideoError(f"{codec} (yuv420p) needs an even width and height; the output is {size[0]}x{size[1]}: "
                                      "use codec ffv1 (lossless, .mkv)")
                 partial = work / f"segment-{k:05d}.part{suffix}"
                 encoder = _Encoder(partial, codec, crf, size, rate, time_base)
@@ -817,6 +822,12 @@ def _mux(av: Any, src: Path, final: Path, segments: list[Path], audio: str) -> l
         source.close()
 
 
+def _seconds(packet: Any) -> float:
+    """When a packet is due, for interleaving (its dts, else its pts; 0 when it has neither)."""
+    stamp = packet.dts if packet.dts is not None else packet.pts
+    return float(stamp * packet.time_base) if stamp is not None and packet.time_base else 0.0
+
+
 def _video_packets(av: Any, segments: list[Path], target: Any) -> Iterator[tuple[float, int, Any]]:
     for path in segments:
         container = av.open(str(path))
@@ -824,9 +835,8 @@ def _video_packets(av: Any, segments: list[Path], target: Any) -> Iterator[tuple
             for packet in container.demux(container.streams.video[0]):
                 if packet.dts is None:  # the demuxer's end-of-stream marker
                     continue
-                when = float(packet.dts * packet.time_base)
                 packet.stream = target
-                yield when, 0, packet
+                yield _seconds(packet), 0, packet
         finally:
             container.close()
 
@@ -839,9 +849,8 @@ def _copied(av: Any, src: Path, index: int, target: Any) -> Iterator[tuple[float
         for packet in container.demux(own):
             if packet.dts is None:
                 continue
-            when = float(packet.dts * packet.time_base)
             packet.stream = target
-            yield when, 1, packet
+            yield _seconds(packet), 1, packet
     finally:
         container.close()
 
@@ -854,8 +863,8 @@ def _encoded(av: Any, src: Path, index: int, target: Any) -> Iterator[tuple[floa
         for packet in container.demux(own):
             for frame in packet.decode():
                 for out in target.encode(frame):
-                    yield float(out.pts * out.time_base), 1, out
+                    yield _seconds(out), 1, out
         for out in target.encode():
-            yield float(out.pts * out.time_base), 1, out
+            yield _seconds(out), 1, out
     finally:
         container.close()
