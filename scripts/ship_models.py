@@ -14,9 +14,11 @@ stage's checkpoint (a few MB) into DIR under its repository path, to bring a GPU
 
 For each task: stage 1 (<configs>/<task>-base.yaml), stage 2 (<configs>/<task>-ftn16.yaml), an alpha sweep
 on Set14 (not a test set of the paper) whose best alphas become the model's level -> alpha
-calibration, then the model is copied to src/ftn/models/<task>.safetensors with the training budget
-of both stages in its metadata, and its sha256 and size go into src/ftn/models/MANIFEST.tsv
-(``--record src/ftn/models/NAME.safetensors`` rewrites only that line). A stage whose model file
+calibration, then the model is copied to src/ftn/models/<task>.safetensors with what its card shows
+in its metadata (:func:`card_metadata`: the project's licence, the date, the training data's names,
+the budget of both stages in steps and CPU / GPU minutes, and the quality measured by the calibration
+sweep with its setting), its sha256 and size go into src/ftn/models/MANIFEST.tsv
+(``--record src/ftn/models/NAME.safetensors`` rewrites only that line) and its card into docs/cards/. A stage whose model file
 exists is skipped; an interrupted stage resumes from its checkpoint. Run from the repository root,
 with ../shared beside it.
 """
@@ -24,11 +26,14 @@ with ../shared beside it.
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
 import shutil
 import sys
 import time
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import ftn
 from ftn.eval.sweep import calibrate, parse_alpha_grid, plot_sweep, sweep
@@ -37,6 +42,98 @@ from ftn.tasks import get_task
 from ftn.train import load_config, train
 
 CALIBRATION_DATA = "../shared/data/test/Set14"
+CARDS = Path("docs/cards")
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+def project_license(pyproject: Path = PYPROJECT) -> str | None:
+    """The project's licence as pyproject.toml states it (``license = { text = "MIT" }``), or None."""
+    try:
+        value = tomllib.loads(pyproject.read_text())["project"]["license"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return None
+    value = value.get("text") if isinstance(value, dict) else value
+    return value if isinstance(value, str) and value else None
+
+
+def _stage_minutes(stage: dict[str, Any]) -> tuple[float, float, list[str]]:
+    """CPU and GPU minutes of one stage and its devices: per leg where the trainer kept legs (a long
+    run in legs), else the stage's wall time on its one machine."""
+    legs = [leg for leg in stage.get("legs") or [] if isinstance(leg, dict) and "seconds" in leg]
+    if legs:
+        cpu = sum(leg["seconds"] for leg in legs if str(leg.get("device", "")).startswith("CPU")) / 60
+        gpu = sum(leg["seconds"] for leg in legs if not str(leg.get("device", "")).startswith("CPU")) / 60
+        return cpu, gpu, sorted({str(leg.get("device")) for leg in legs})
+    machine = stage.get("machine") or {}
+    minutes = float(stage.get("wall_time_s") or 0) / 60
+    on_cpu = machine.get("device", "cpu") == "cpu"
+    device = f"CPU {machine.get('cpu', '?')} ({machine.get('threads', '?')} threads)" if on_cpu else str(machine.get("gpu") or machine.get("device"))
+    return (minutes, 0.0, [device]) if on_cpu else (0.0, minutes, [device])
+
+
+def card_metadata(stage1: dict[str, Any], stage2: dict[str, Any], recipes: list[dict[str, Any]],
+                  quality: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What a shipped model's card shows beyond its recipe: licence, date, training data, budget, quality.
+
+    ``stage1`` / ``stage2``: the stages' ``training`` metadata; ``recipes``: both stages' recipes (their
+    ``train_data`` folders name the data); ``quality``: :func:`quality_record`'s entries, if measured.
+    """
+    cpu1, gpu1, dev1 = _stage_minutes(stage1)
+    cpu2, gpu2, dev2 = _stage_minutes(stage2)
+    data = []
+    for recipe in recipes:
+        name = Path(str(recipe.get("train_data") or "")).name
+        if name and name not in data:
+            data.append(name)
+    last = recipes[-1] if recipes else {}
+    out: dict[str, Any] = {
+        "date": datetime.date.today().isoformat(),
+        "training_data": data,
+        "budget": {
+            "steps": {"stage 1 (base)": stage1.get("iterations"), "stage 2 (tuner)": stage2.get("iterations")},
+            "cpuMinutes": round(cpu1 + cpu2, 1), "gpuMinutes": round(gpu1 + gpu2, 1),
+            "devices": sorted(set(dev1 + dev2)), "batchSize": last.get("batch_size"), "patchSize": last.get("patch_size"),
+        },
+    }
+    licence = project_license()
+    if licence:
+        out["license"] = licence
+    if quality:
+        out["quality"] = quality
+    return out
+
+
+def quality_record(result: Any, calibration: dict[str, Any], degradation: str) -> list[dict[str, Any]]:
+    """PSNR at each swept level at the calibrated alpha (the grid alpha nearest it), with its setting.
+
+    Measured on the calibration sweep's own images (Set14, not a test set of the paper), so it says
+    what ``--level L`` gives on them, not how the model generalises.
+    """
+    from ftn.levels import Calibration
+
+    cal = Calibration.from_metadata(calibration)
+    name = result.level_name
+    crop = f"{result.crop} px centre crops" if result.crop else "whole images"
+    entries = []
+    for level, inp in zip(result.levels, result.input_psnr):
+        alpha = cal.alpha_at(level)
+        grid = min(result.alphas, key=lambda a: abs(a - alpha))
+        entries.append({
+            "metric": "PSNR", "unit": "dB", "value": round(result.psnr_at(level, grid), 2), "input": round(inp, 2),
+            "level": f"{name} {level:g}", "alpha": round(grid, 4), "data": Path(result.data).name, "images": result.images,
+            "crop": crop, "cropBorder": result.crop_border, "channels": "Y" if result.y_channel else "RGB",
+            "degradation": degradation, "when": "calibration sweep after training (its own images, not a held-out test)",
+        })
+    return entries
+
+
+def write_card(target: Path) -> None:
+    """The shipped model's card into docs/cards (where that folder exists: run from the repository root)."""
+    if CARDS.is_dir():
+        from ftn.info_cli import write_card as write
+
+        for path in write(str(target), CARDS):
+            print(f"card: {path}")
 
 
 def record_shipped(target: Path) -> None:
@@ -120,14 +217,21 @@ def ship(task_name: str, configs: Path, overrides: list[str], deadline: Deadline
         f"patches of BSD432, last leg on {stage2.get('machine', {}).get('cpu', '?')} "
         f"({stage2.get('machine', {}).get('threads', '?')} threads)"
     )
-    stage1_summary = {k: stage1.get(k) for k in ("iterations", "wall_time_s", "machine", "final_val_psnr")}
-    ftn.save(model, tuned_path, calibration=calibrate(result), training={**stage2, "budget": budget, "stage1": stage1_summary})
+    stage1_summary = {k: stage1.get(k) for k in ("iterations", "wall_time_s", "machine", "final_val_psnr", "legs")}
+    calibration = calibrate(result)
+    options = meta.get("task_options") or {}
+    degradation = ", ".join(f"{k} {v}" for k, v in options.items()) or "the task's defaults"
+    card = card_metadata(stage1, stage2, [ftn.io.read_metadata(base_path).get("recipe", {}), meta.get("recipe", {})],
+                         quality_record(result, calibration, degradation))
+    ftn.save(model, tuned_path, calibration=calibration, training={**stage2, "budget": budget, "stage1": stage1_summary},
+             **card)
     if not install:
         print(f"{task_name}: calibrated {tuned_path} (not installed); {budget}")
         return tuned_path
     target = Path("src/ftn/models") / f"{task_name}.safetensors"
     shutil.copyfile(tuned_path, target)
     record_shipped(target)
+    write_card(target)
     print(f"{task_name}: shipped {target} ({target.stat().st_size / 1e6:.2f} MB); {budget}")
     return target
 
@@ -153,10 +257,13 @@ def ship_run(run_dir: Path, name: str) -> Path:
     )
     model = ftn.load(model_path)
     target = Path("src/ftn/models") / f"{name}.safetensors"
-    stage1_summary = {k: base_meta.get(k) for k in ("iterations", "wall_time_s", "machine")}
+    stage1_summary = {k: base_meta.get(k) for k in ("iterations", "wall_time_s", "machine", "legs")}
+    base_recipe = ftn.io.read_metadata(recipe["base"]).get("recipe", {}) if recipe.get("base") else {}
+    card = card_metadata(base_meta, stage2, [base_recipe, recipe])  # no quality: nothing measures these levels
     ftn.save(model, target, training={**stage2, "budget": budget, "stage1": stage1_summary},
-             shipped_from=str(run_dir))
+             shipped_from=str(run_dir), **card)
     record_shipped(target)
+    write_card(target)
     print(f"{name}: shipped {target} ({target.stat().st_size / 1e6:.2f} MB); {budget}")
     return target
 

@@ -10,6 +10,10 @@ that serves every level up to a second one, chosen at run time by alpha in [0, 1
         y = model(x)
     plain = model.export(0.5)                  # a plain AdaFM-Net with the alpha=0.5 weights
 
+An image in, an image out, at a level (``ftn.restore``, :mod:`ftn.api`)::
+
+    clean = ftn.restore("photo.png", model="denoise", level=35)    # a PIL image; numpy in, numpy out
+
 Several knobs, more than two levels: ``ftn.attach_axes(net, "ftn", [ftn.AxisSpec("sigma", 4), "quality"])``
 (:mod:`ftn.methods.axes`).
 
@@ -56,4 +60,9 @@ def __getattr__(name: str) -> object:
         from .tuning.loop import tune
 
         return tune
+    # ``ftn.restore(image, model=..., level=...)``, the one-line API, likewise: it needs Pillow and numpy.
+    if name == "restore":
+        from .api import restore
+
+        return restore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,10 +1,18 @@
-"""``ftn info``: a model file's metadata, bounded, with a multi-axis model's axes in words first."""
+"""``ftn info``: a model file's metadata, bounded, with a multi-axis model's axes in words first.
+
+``ftn info --card MODEL [--out DIR]`` writes the model's card instead: ``DIR/NAME-card.md`` (Markdown)
+and ``DIR/NAME-card.json`` (the record model zoos read; :mod:`ftn.cards`), NAME being the shipped
+name or the file's stem, DIR the current folder by default.
+"""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import sys
+from pathlib import Path
 
-__all__ = ["add_parser", "describe_axes"]
+__all__ = ["add_parser", "describe_axes", "write_card"]
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -12,6 +20,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from .io import describe_metadata, read_metadata
     from .models import resolve
 
+    if args.card:
+        try:
+            written = write_card(args.model, Path(args.out))
+        except OSError as err:  # a folder not writable, a disk full: one line, not a traceback
+            print(f"ftn info: error: {' '.join(str(err).split())}", file=sys.stderr)
+            return 2
+        print("wrote " + " and ".join(str(p) for p in written))
+        return 0
     meta = read_metadata(resolve(args.model))
     if STRUCTURE_KEY in meta and not args.json:
         for line in describe_axes(meta):
@@ -56,6 +72,55 @@ def describe_axes(meta: dict) -> list[str]:
     lines.append(f"  corners (joint corrections): {corner_words}")
     return lines
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_card(model: str, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``NAME-card.md`` and ``NAME-card.json`` of ``model`` (a path or a shipped name) into ``out_dir``.
+
+    Both are rendered before either is written, and each is written atomically, so a refusal leaves
+    nothing behind; the model file itself is never a target.
+
+    Raises:
+        FileNotFoundError: no such model, or ``out_dir`` does not exist.
+        ValueError: not a model file, or metadata that cannot make a card (:class:`ftn.cards.CardError`); one line.
+    """
+    import json
+
+    from . import __version__
+    from .cards import card_markdown, card_record, parameter_count
+    from .io import move_into_place, read_header, read_metadata, temporary_beside
+    from .models import resolve
+
+    path = resolve(model)
+    meta = read_metadata(path)
+    header = read_header(path)
+    if not out_dir.is_dir():
+        raise FileNotFoundError(f"output folder does not exist: {out_dir}")
+    record = card_record(
+        meta, name=path.stem, file_name=path.name, size_bytes=path.stat().st_size, sha256=_sha256(path),
+        parameters=parameter_count({k: shape for k, (shape, _) in header.items()}),
+        dtypes=[dtype for _, dtype in header.values()], version=__version__,
+    )
+    texts = {out_dir / f"{path.stem}-card.md": card_markdown(record),
+             out_dir / f"{path.stem}-card.json": json.dumps(record, indent=2, ensure_ascii=False) + "\n"}
+    for target in texts:
+        if target.exists() and target.resolve() == path.resolve():
+            raise ValueError(f"{target} is the model file itself; choose another --out folder")
+    for target, text in texts.items():
+        tmp = temporary_beside(target)
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            move_into_place(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return tuple(texts)  # type: ignore[return-value]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -63,4 +128,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     info = sub.add_parser("info", help="print a model file's metadata (a multi-axis model's axes in words first)")
     info.add_argument("model", help="a .safetensors model file or a shipped model's name (e.g. sr-pd-x4)")
     info.add_argument("--json", action="store_true", help="the metadata as JSON only")
+    info.add_argument("--card", action="store_true",
+                      help="write the model's card instead: NAME-card.md (Markdown) and NAME-card.json (the record model zoos "
+                           "read), from the file's own metadata; missing fields say 'not recorded'")
+    info.add_argument("--out", default=".", metavar="DIR", help="with --card: the folder the two files go to (default: here)")
     info.set_defaults(func=_cmd_info)
