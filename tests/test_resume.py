@@ -222,3 +222,14 @@ def test_multi_axis_setting_is_recorded_per_axis(tmp_path: Path, capsys) -> None
         given = ("--alpha-map", options[0]) if options[0] else ()
         assert _ftn_run(*base, *given, "--alpha", options[1], "--resume") == 0
         assert words in capsys.readouterr().out
+
+
+def test_an_oversized_report_is_refused_before_it_is_read(tmp_path: Path, monkeypatch) -> None:
+    from ftn.infer import report
+
+    path = tmp_path / "r.json"
+    path.write_text("[" + ", ".join(['{"input": "x"}'] * 100) + "]")
+    assert len(report.read_report(path)) == 100
+    monkeypatch.setattr(report, "MAX_REPORT_BYTES", 1000)
+    with pytest.raises(ValueError, match="larger than"):
+        report.read_report(path)

@@ -641,7 +641,7 @@ def _run_folder(
     per_output = {str(t): options_text(setting, t, options["quality"]) for _, t in jobs}
     todo = jobs
     if args.resume:
-        if not report_path.is_file():
+        if not report_path.is_file() and any(t.exists() for _, t in jobs):
             print(f"--resume: no report at {report_path}; outputs already there have no record and are redone")
         reasons = [resume_reason(rows.get(str(f)), f, t, {**record, "options": per_output[str(t)]}) for f, t in jobs]
         todo = [job for job, reason in zip(jobs, reasons, strict=True) if reason is not None]

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REASONS", "options_text", "read_report", "resume_reason", "resume_summary", "sha256_file", "write_report"]
+__all__ = ["MAX_REPORT_BYTES", "REASONS", "options_text", "read_report", "resume_reason", "resume_summary", "sha256_file", "write_report"]
 
 #: Why an output is not skipped by ``--resume`` (key -> words for the summary line).
 REASONS = {
@@ -34,6 +34,7 @@ REASONS = {
     "version": "made by another ftn version",
     "input": "its input changed",
 }
+MAX_REPORT_BYTES = 256 << 20  # about 250 000 images; a larger file is not a report ftn wrote
 _LOSSY = (".jpg", ".jpeg", ".webp")  # where --quality changes the pixels
 # record column -> the reason an output is redone when it differs (checked in this order)
 _MATCHED = (("model_sha256", "model"), ("options", "setting"), ("ftn_version", "version"))
@@ -108,6 +109,8 @@ def read_report(path: Path) -> list[dict[str, Any]]:
     import csv
 
     try:
+        if path.stat().st_size > MAX_REPORT_BYTES:
+            raise ValueError(f"larger than {MAX_REPORT_BYTES >> 20} MiB; a report holds about 1 KB per image")
         if path.suffix.lower() == ".csv":
             with open(path, newline="") as f:
                 rows: Any = list(csv.DictReader(f))
