@@ -233,3 +233,20 @@ def test_an_oversized_report_is_refused_before_it_is_read(tmp_path: Path, monkey
     monkeypatch.setattr(report, "MAX_REPORT_BYTES", 1000)
     with pytest.raises(ValueError, match="larger than"):
         report.read_report(path)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_outputs_and_report_follow_the_umask(umask: int, tmp_path: Path, models: dict[str, Path]) -> None:
+    """Issue 18 item 8: not the 0600 of a temporary file renamed into place."""
+    import os
+
+    (tmp_path / "in").mkdir()
+    _image(tmp_path / "in" / "a.png", 0)
+    previous = os.umask(umask)
+    try:
+        assert _ftn_run("-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(models["m"]),
+                        "--alpha", "0.5") == 0
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "out").iterdir()}
+    assert modes == {"a.png": 0o666 & ~umask, "ftn-report.json": 0o666 & ~umask}
