@@ -220,3 +220,13 @@ def test_refusals_are_one_line(files: dict[str, Path], model, kwargs, image, pat
     with pytest.raises((ValueError, FileNotFoundError), match=pattern) as info:
         ftn.restore(given, model=target, **kwargs)
     assert "\n" not in str(info.value) and len(str(info.value)) < 400
+
+
+def test_import_ftn_stays_light() -> None:
+    """``ftn.restore`` is imported on first use, as ``ftn.tune`` is."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ftn; assert 'ftn.api' not in sys.modules; restore = ftn.restore; "
+            "assert 'ftn.api' in sys.modules and restore.__module__ == 'ftn.api'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=600)
