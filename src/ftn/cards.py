@@ -431,7 +431,7 @@ def card_markdown(record: Mapping[str, Any]) -> str:
              "Every value below is read from the model file itself; \"not recorded\" means the file does not say.", "",
              "## Model details", ""]
     lines += _table([
-        ("task", f["task"]), ("method", f["method"]), ("method options", f["methodOptions"]),
+        ("task", f["task"]), ("task options", f["taskOptions"]), ("method", f["method"]), ("method options", f["methodOptions"]),
         ("architecture", record["architecture"]), ("architecture size", record["size"]), ("scale", record["scale"]),
         ("input channels", record["inputChannels"]), ("output channels", record["outputChannels"]),
         ("parameters in the file (base and tuners)", f["parameters"]), ("storage types", f["dtypes"]),
@@ -454,7 +454,7 @@ def card_markdown(record: Mapping[str, Any]) -> str:
                       "  |" + "---|" * (len(cal["levels"]) + 1),
                       "  | " + " | ".join(["alpha"] + [_md(v) for v in cal["alphas"]]) + " |"]
         else:
-            lines.append(f"  Calibration: {NOT_RECORDED} (choose alpha directly; between anchors a level is linear).")
+            lines.append(f"  Calibration: {NOT_RECORDED} (choose alpha directly).")
     budget = f["budget"]
     lines += ["", "## Training", ""]
     rows = [("training data", record["dataset"]), ("pretrained base (stage 1)", record["pretrainedModelG"]),
