@@ -24,8 +24,8 @@ A runnable example (a random image stands in for a photo):
 dtype('float64')
 
 Models are loaded once and kept (the last few, by file and device). Refusals are one-line
-``ValueError``\\ s (``FileNotFoundError`` for a missing file). :func:`load_model` and
-:func:`choose_setting` are the pieces ``ftn run`` shares.
+``ValueError``\\ s (``FileNotFoundError`` for a missing file). :func:`load_model`,
+:func:`choose_setting` and :func:`choose_device` are the pieces ``ftn run`` can share.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["choose_setting", "load_model", "restore"]
+__all__ = ["choose_device", "choose_setting", "load_model", "restore"]
 
 _CACHE: OrderedDict[tuple[str, int, int, str], Any] = OrderedDict()
 _CACHE_SIZE = 3
@@ -49,7 +49,7 @@ _CACHE_SIZE = 3
 _ESTIMATES = {"denoise": "sigma", "dejpeg": "quality"}
 
 
-def _device(device: str | torch.device | None) -> torch.device:
+def choose_device(device: str | torch.device | None) -> torch.device:
     """``None`` or ``"auto"``: CUDA when available, else the CPU (as ``ftn run --device auto``)."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -76,7 +76,7 @@ def load_model(model: str | os.PathLike[str], device: str | torch.device | None 
 
     path = resolve(model)
     multi = STRUCTURE_KEY in read_metadata(path)
-    return (load_axes(path) if multi else load_tunable(path)).to(_device(device)).eval()
+    return (load_axes(path) if multi else load_tunable(path)).to(choose_device(device)).eval()
 
 
 def _cached_model(model: Any, device: torch.device) -> Any:
@@ -386,7 +386,7 @@ def restore(
     else:
         raise ValueError(f"image must be a file path, a PIL.Image or a numpy array, got {type(image).__name__}")
 
-    net = _cached_model(model, _device(device))
+    net = _cached_model(model, choose_device(device))
     setting, notes = choose_setting(net, x, alpha=alpha, level=level, auto=auto, jpeg_file=jpeg_file,
                                     allow_extrapolation=allow_extrapolation)
     for note in notes:
