@@ -3,6 +3,8 @@ labels, the "auto" level, and the ``ftn app`` command's wiring."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -14,13 +16,26 @@ import ftn  # noqa: E402
 from ftn import models  # noqa: E402
 from ftn.app.controls import (  # noqa: E402
     DIRECTIONS,
+    MAX_AXES,
     alpha_label,
+    axes_setting,
+    axis_label,
     build_alpha,
     end_labels,
     gradient_map,
     paint_mask,
 )
-from ftn.app.engine import AutoUnavailable, ModelCache, auto_alpha, save_result, to_display  # noqa: E402
+from ftn.app.engine import (  # noqa: E402
+    AutoUnavailable,
+    ModelCache,
+    auto_alpha,
+    auto_setting,
+    model_axes,
+    model_summary,
+    run_model,
+    save_result,
+    to_display,
+)
 from ftn.app.uploads import UploadLimits, UploadRejected, check_upload, load_upload  # noqa: E402
 from ftn.io import read_metadata  # noqa: E402
 from ftn.levels import level_to_alpha  # noqa: E402
@@ -439,3 +454,194 @@ def test_importing_ftn_does_not_import_gradio() -> None:
     code = "import sys, ftn, ftn.cli, ftn.app; ftn.cli.build_parser(); print('gradio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# -- several axes ---------------------------------------------------------------------------------
+# A multi-axis model (ftn.methods.axes) gets a slider per axis and a paint layer per axis. The app's
+# setting must be the one `ftn run` uses for the same values and maps.
+
+
+@pytest.fixture(scope="module")
+def axes_files(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """restore: sigma (3 anchors, named levels, calibrated) x quality (2 anchors); bare: two axes
+    without levels; an image (PNG and JPEG quality 70); tuners nudged off the identity so every axis matters."""
+    from ftn.levels import with_calibration
+    from ftn.methods.axes import AxisSpec, attach_axes
+
+    folder = tmp_path_factory.mktemp("app-axes")
+
+    def net() -> torch.nn.Module:
+        return ftn.build_arch("adafm_net", size="mini", channels=8, blocks=1, image_skip=True)
+
+    def nudged(model):
+        gen = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in model.tuner_parameters():
+                p.add_(0.02 * torch.randn(p.shape, generator=gen))
+        return model.eval()
+
+    torch.manual_seed(0)
+    restore = attach_axes(net(), "ftn", [AxisSpec("sigma", 3, levels=(5, 25, 50)), AxisSpec("quality", 2, levels=(90, 10))],
+                          groups=4)
+    restore.metadata = with_calibration(restore.levels.replace_in({"task": "restore"}),
+                                        {"levels": [5, 10, 25, 50], "alphas": [0.0, 0.4, 1.0, 2.0]}, "sigma")
+    bare = attach_axes(net(), "ftn", ["sigma", "quality"], groups=4)
+    paths = {"restore": folder / "restore.safetensors", "bare": folder / "bare.safetensors"}
+    ftn.save(nudged(restore), paths["restore"])
+    ftn.save(nudged(bare), paths["bare"])
+    rng = np.random.default_rng(0)
+    image = (rng.random((24, 32, 3)) * 255).astype(np.uint8)
+    paths["png"], paths["jpeg"] = folder / "in.png", folder / "in.jpg"
+    Image.fromarray(image).save(paths["png"])
+    Image.fromarray(image).save(paths["jpeg"], quality=70)
+    return paths
+
+
+def _axes(path) -> tuple[list, object]:
+    model = ModelCache().get(str(path))
+    return model_axes(model), model
+
+
+def test_a_multi_axis_model_loads_with_its_axes_and_a_one_axis_model_stays_one_slider(axes_files) -> None:
+    axes, model = _axes(axes_files["restore"])
+    assert axes == [("sigma", 2), ("quality", 1)]
+    assert model_summary(model) == "task restore, method ftn, axes sigma (3 anchors), quality (2 anchors): " \
+                                   "sigma 5 ... sigma 50; quality 90 ... quality 10"
+    assert model_axes(ModelCache().get("denoise")) is None  # the one-axis page, as before
+
+
+@pytest.mark.parametrize("levels,segments,label", [
+    ((5, 15, 30, 50, 75), 4, "sigma: 5 · 15 · 30 · 50 · 75"),
+    ((90, 10), 1, "sigma: 90 · 10"),
+    (None, 2, "sigma: alpha 0 · alpha 1 · alpha 2"),  # anchor levels not named
+])
+def test_axis_sliders_are_labelled_by_their_anchors(levels, segments: int, label: str) -> None:
+    from ftn.levels import Axis
+
+    assert axis_label("sigma", Axis("sigma", levels) if levels else None, segments) == label
+
+
+# name -> (mode, sliders, painted (sigma, quality) or None, the setting as (sigma, quality): a number,
+#          or ("mask", a) for a times the painted mask, or ("ramp", a, b) for a left-to-right ramp)
+SETTINGS = {
+    "whole image: each axis its slider": ("whole image", (1.5, 0.25), None, (1.5, 0.25)),
+    "painted sigma, quality unpainted keeps its slider": ("painted area", (2.0, 0.5), (True, False), (("mask", 2.0), 0.5)),
+    "both axes painted": ("painted area", (1.0, 1.0), (True, True), (("mask", 1.0), ("mask", 1.0))),
+    "gradient on quality, sigma its slider": ("gradient", (0.5, 0.9), None, (0.5, ("ramp", 0.0, 1.0))),
+}
+
+
+@pytest.mark.parametrize("case", list(SETTINGS))
+def test_axes_setting_follows_the_modes_axis_by_axis(case: str, axes_files) -> None:
+    mode, sliders, painted, want = SETTINGS[case]
+    axes, model = _axes(axes_files["restore"])
+    layer = _layer(6, 8, (slice(1, 3), slice(2, 5)))
+    layers = [[layer] if p else [] for p in painted] if painted else []
+    setting, words = axes_setting(axes, model.levels, sliders, mode, (6, 8), layers=layers,
+                                  gradient_axis="quality", direction="left to right", start=0.0, end=1.0)
+    mask = torch.from_numpy(layer[..., 3] > 0).float()[None]
+    for name, expected in zip(("sigma", "quality"), want, strict=True):
+        if isinstance(expected, float):
+            assert setting[name] == expected, name
+        elif expected[0] == "mask":
+            torch.testing.assert_close(setting[name], mask * expected[1])
+        else:
+            torch.testing.assert_close(setting[name], gradient_map((6, 8), "left to right", expected[1], expected[2]))
+    assert "sigma alpha" in words and "quality" in words
+
+
+# name -> (sliders, mode, layers, words in the one-line error)
+SETTING_REFUSALS = {
+    "past the last anchor": ((2.5, 0.0), "whole image", [], "outside sigma's range [0, 2]"),
+    "below the first anchor": ((0.0, -0.1), "whole image", [], "outside quality's range [0, 1]"),
+    "not a number": ((float("nan"), 0.0), "whole image", [], "must be a finite number"),
+    "a slider missing": ((1.0,), "whole image", [], "has 2 axes"),
+    "nothing painted on any axis": ((1.0, 1.0), "painted area", [[], [np.zeros((6, 8, 4), np.uint8)]], "nothing is painted"),
+    "unknown mode": ((1.0, 1.0), "everywhere", [], "unknown mode"),
+}
+
+
+@pytest.mark.parametrize("case", list(SETTING_REFUSALS))
+def test_axes_setting_refuses_in_one_line(case: str, axes_files) -> None:
+    sliders, mode, layers, words = SETTING_REFUSALS[case]
+    axes, model = _axes(axes_files["restore"])
+    with pytest.raises(ValueError, match=re.escape(words)) as info:
+        axes_setting(axes, model.levels, sliders, mode, (6, 8), layers=layers)
+    assert "\n" not in str(info.value)
+
+
+def test_painting_an_axis_equals_ftn_run_with_that_alpha_map(axes_files, tmp_path) -> None:
+    """Paint sigma with its slider at its last anchor (2), quality at 0.5 everywhere: the saved result is
+    the one `ftn run --alpha-map sigma=mask.png --alpha quality=0.5` writes for the painted mask."""
+    from ftn.cli import main
+
+    axes, model = _axes(axes_files["restore"])
+    x = load_upload(axes_files["png"], UploadLimits()).image
+    layer = _layer(24, 32, (slice(4, 14), slice(6, 22)))
+    setting, _ = axes_setting(axes, model.levels, (2.0, 0.5), "painted area", (24, 32), layers=[[layer], []])
+    app_out = save_result(run_model(model, x, setting), tmp_path, "app")
+    mask = tmp_path / "mask.png"
+    Image.fromarray(((layer[..., 3] > 0) * 255).astype(np.uint8)).save(mask)
+    cli_out = tmp_path / "cli.png"
+    assert main(["run", "-i", str(axes_files["png"]), "-o", str(cli_out), "--model", str(axes_files["restore"]),
+                 "--alpha-map", f"sigma={mask}", "--alpha", "quality=0.5"]) == 0
+    app_pixels, cli_pixels = (np.asarray(Image.open(p)).astype(int) for p in (app_out, cli_out))
+    np.testing.assert_array_equal(app_pixels, cli_pixels)
+    unpainted = save_result(run_model(model, x, {"sigma": 0.0, "quality": 0.5}), tmp_path, "zero")
+    assert np.abs(np.asarray(Image.open(unpainted)).astype(int) - app_pixels).max() > 2  # the paint matters
+
+
+def test_auto_sets_the_sigma_and_quality_axes_as_ftn_run_auto(axes_files) -> None:
+    from ftn.infer.estimate import estimate_jpeg_quality, estimate_noise_sigma
+    from ftn.levels import axis_alpha
+
+    _, model = _axes(axes_files["restore"])
+    x = load_upload(axes_files["jpeg"], UploadLimits()).image
+    setting, line = auto_setting(model, x, axes_files["jpeg"])
+    levels = model.levels
+    assert setting["sigma"] == pytest.approx(axis_alpha(levels.axis("sigma"), estimate_noise_sigma(x), clamp=True)[0])
+    assert setting["quality"] == pytest.approx(axis_alpha(levels.axis("quality"), estimate_jpeg_quality(axes_files["jpeg"]))[0])
+    assert "JPEG quality 70 -> quality alpha 0.25" in line
+    setting, line = auto_setting(model, x, axes_files["png"])
+    assert "quality" not in setting and "not a JPEG file" in line  # the quality slider is kept
+    _, bare = _axes(axes_files["bare"])
+    with pytest.raises(AutoUnavailable, match="do not name their anchor levels"):
+        auto_setting(bare, x, axes_files["jpeg"])
+
+
+def _handler(app, name: str):
+    return next(f.fn for f in app.fns.values() if getattr(f.fn, "__name__", "") == name)
+
+
+def test_the_page_shows_a_slider_and_an_editor_per_axis_and_runs_them(axes_files) -> None:
+    """The page's handlers (no browser): a two-axis model shows two sliders labelled by their anchors
+    and two paint editors; painting quality only gives the output of ftn run's setting."""
+    from ftn.app import AppConfig
+    from ftn.app.ui import build_app
+
+    app = build_app(AppConfig(allow_local_models=True))
+    path, model_path = str(axes_files["png"]), str(axes_files["restore"])
+    out = _handler(app, "on_model")(None, model_path, path, 0.5, 0.0, 0.0, 0.0)
+    sliders, editors = out[:MAX_AXES], out[2 * MAX_AXES:3 * MAX_AXES]
+    assert [s.get("visible") for s in sliders] == [True, True, False, False]
+    assert [s.get("label") for s in sliders[:2]] == ["sigma: 5 · 25 · 50", "quality: 90 · 10"]
+    assert [s.get("maximum") for s in sliders[:2]] == [2.0, 1.0]
+    assert editors[1]["visible"] is True and editors[1]["value"]["background"].shape == (24, 32, 3)
+    assert [e.get("visible") for e in editors[2:]] == [False, False]
+
+    layer = _layer(24, 32, (slice(4, 14), slice(6, 22)))
+    empty = {"background": None, "layers": [], "composite": None}
+    painted = {"background": None, "layers": [layer], "composite": None}
+    run = _handler(app, "on_run")
+    _, saved, status = run(path, None, model_path, "painted area", DIRECTIONS[0], 0.0, 1.0, None, lambda *a, **k: None,
+                           1.0, 1.0, 0.0, 0.0, empty, painted, None, None)
+    assert "sigma alpha 1 (sigma 25)" in status and "quality alpha 1 (quality 10) on the painted" in status
+    model = ModelCache().get(model_path)
+    x = load_upload(path, UploadLimits()).image
+    mask = torch.from_numpy(layer[..., 3] > 0).float()[None]
+    want = to_display(run_model(model, x, {"sigma": 1.0, "quality": mask}))
+    np.testing.assert_array_equal(np.asarray(Image.open(saved).convert("RGB")), want)
+
+    one = _handler(app, "on_model")("denoise", "", path, 0.5, 1.5, 0.0, 0.0)  # back to a one-axis model
+    assert [s.get("visible") for s in one[1:MAX_AXES]] == [False] * (MAX_AXES - 1)
+    assert one[0]["label"] == "alpha: 0 = sigma 20 ... 1 = sigma 80" and one[0]["maximum"] == 1.0

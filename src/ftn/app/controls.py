@@ -9,6 +9,11 @@ Three ways to set alpha (:data:`MODES`):
 
 Maps are ``(1, H, W)`` float32 tensors in [0, 1] at the input image's size: batch of one, as
 :func:`ftn.infer.apply.apply_model` takes them (it resizes a map to each layer's grid itself).
+
+A model with several axes or anchors (:class:`ftn.methods.axes.AxesModel`) has a slider per axis, axis
+d running over [0, K_d] (anchor k at k), and a paint layer per axis (:func:`axes_setting`): the same
+three modes, axis by axis. Its sliders are read as ``ftn run --alpha`` reads its values
+(:func:`ftn.levels.parse_setting`), so the app and the command say a setting in the same words.
 """
 
 from __future__ import annotations
@@ -20,12 +25,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..levels import alpha_to_level, describe_levels, level_name
+from ..levels import Axis, Levels, alpha_to_level, describe_levels, level_name, parse_setting
 
 __all__ = [
     "DIRECTIONS",
+    "MAX_AXES",
     "MODES",
     "alpha_label",
+    "axes_setting",
+    "axis_label",
+    "axis_ticks",
     "build_alpha",
     "end_labels",
     "gradient_map",
@@ -37,6 +46,9 @@ MODES: tuple[str, ...] = ("whole image", "painted area", "gradient")
 
 #: Gradient directions: where the start alpha sits -> where the end alpha sits.
 DIRECTIONS: tuple[str, ...] = ("left to right", "right to left", "top to bottom", "bottom to top")
+
+#: Axes the page has sliders and paint layers for (a fixed set, shown or hidden per model).
+MAX_AXES = 4
 
 
 def _check_unit(value: float, what: str) -> float:
@@ -79,6 +91,19 @@ def alpha_label(metadata: dict, alpha: float) -> str:
     if level is not None and name:
         text += f" (about {name} {level:.3g})"
     return text
+
+
+def axis_ticks(axis: Axis | None, segments: int) -> list[str]:
+    """Words for an axis slider's whole-number stops 0 ... K: each anchor's level (``"5"``, ``"15"``)
+    where the model names them, else ``"alpha k"``."""
+    if axis is not None and axis.anchors is not None and len(axis.anchors) == segments + 1:
+        return [f"{v:g}" for v in axis.anchors]
+    return [f"alpha {k}" for k in range(segments + 1)]
+
+
+def axis_label(name: str, axis: Axis | None, segments: int) -> str:
+    """An axis slider's label: its name and anchors, e.g. ``"sigma: 5 · 15 · 30 · 50 · 75"``."""
+    return f"{name}: {' · '.join(axis_ticks(axis, segments))}"
 
 
 # -- alpha maps -------------------------------------------------------------------------------------
@@ -162,3 +187,64 @@ def build_alpha(
     if mode == "gradient":
         return gradient_map(size, direction, start, end)
     raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+
+
+def axes_setting(
+    axes: Sequence[tuple[str, int]],
+    levels: Levels | None,
+    alphas: Sequence[float],
+    mode: str,
+    size: Sequence[int],
+    *,
+    layers: Sequence[Sequence[np.ndarray] | None] = (),
+    gradient_axis: str | None = None,
+    direction: str = DIRECTIONS[0],
+    start: float = 0.0,
+    end: float = 1.0,
+) -> tuple[dict[str, float | Tensor], str]:
+    """The setting of a multi-axis model for the app's controls, and it in words.
+
+    Args:
+        axes: the model's axes in order, as ``(name, K)``.
+        levels: their anchor levels and calibrations (:attr:`AxesModel.levels`), or None.
+        alphas: the sliders, one per axis, axis d in [0, K_d].
+        mode: one of :data:`MODES`, applied axis by axis: ``"whole image"``, every axis its slider;
+            ``"painted area"``, an axis whose paint layer (``layers[d]``) holds paint gets its slider
+            where painted and 0 elsewhere, an unpainted axis its slider everywhere; ``"gradient"``,
+            ``gradient_axis`` ramps from ``start`` to ``end`` (shares of its range [0, K]), the others
+            take their sliders.
+        size: the image's (H, W); maps are (1, H, W).
+
+    Raises:
+        ValueError: (one line) a slider outside its axis's range or not a number, an unknown mode,
+            axis or direction, or ``"painted area"`` with nothing painted on any axis.
+    """
+    names = [name for name, _ in axes]
+    if len(alphas) < len(names):
+        raise ValueError(f"this model has {len(names)} axes ({', '.join(names)}), got {len(alphas)} values")
+    # The sliders go through the command line's --alpha reader: its range checks and its words.
+    text = ",".join(f"{name}={float(a)!r}" for name, a in zip(names, alphas, strict=False))
+    values = parse_setting(list(axes), levels, alpha=text)
+    setting: dict[str, float | Tensor] = {name: float(values[name].alpha) for name in names}
+    words = [values[name].words for name in names]
+    if mode == "painted area":
+        height, width = _check_size(size)
+        painted = 0
+        for d, name in enumerate(names):
+            mask = paint_mask(layers[d] if d < len(layers) else None, (height, width))
+            if mask.any():
+                painted += 1
+                setting[name] = torch.from_numpy(mask).to(torch.float32)[None] * setting[name]
+                words[d] += f" on the painted {float(mask.mean()) * 100:.1f}% of the pixels, alpha 0 elsewhere"
+        if not painted:
+            raise ValueError("nothing is painted: paint the area to change for at least one axis, or choose 'whole image'")
+    elif mode == "gradient":
+        name = gradient_axis or names[0]
+        if name not in names:
+            raise ValueError(f"this model has no axis {name!r} for the gradient; its axes are {', '.join(names)}")
+        segments = dict(axes)[name]
+        setting[name] = gradient_map(size, direction, start, end) * segments
+        words[names.index(name)] = f"{name} gradient {direction}, alpha {start * segments:.4g} ... {end * segments:.4g}"
+    elif mode != "whole image":
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    return setting, "; ".join(words)

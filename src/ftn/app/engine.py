@@ -1,5 +1,9 @@
 """The app's work, without any web code: loading models (once each), the blind "auto" level, running
-a model and turning tensors into what a browser shows and downloads."""
+a model and turning tensors into what a browser shows and downloads.
+
+Models are one-axis :class:`~ftn.methods.TunableModel` files or multi-axis
+:class:`~ftn.methods.axes.AxesModel` files (several axes, or more than two anchors); both run through
+:func:`ftn.infer.apply.apply_model`, as ``ftn run`` runs them."""
 
 from __future__ import annotations
 
@@ -19,10 +23,12 @@ from torch import Tensor
 # estimates are infer's work. The level vocabulary comes from ftn.levels, like everyone else's.
 from ..infer.apply import apply_model
 from ..infer.estimate import estimate_jpeg_quality, estimate_noise_sigma
-from ..levels import describe_levels, level_name, level_to_alpha
+from ..levels import axis_alpha, describe_levels, level_name, level_to_alpha
 from ..methods import TunableModel
+from ..methods.axes import AxesModel
 
-__all__ = ["AutoUnavailable", "ModelCache", "NO_MODEL_AT_PATH", "auto_alpha", "model_summary", "run_model", "save_result", "to_display"]
+__all__ = ["AutoUnavailable", "ModelCache", "NO_MODEL_AT_PATH", "auto_alpha", "auto_setting", "model_axes", "model_summary",
+           "read_model", "run_model", "save_result", "to_display"]
 
 # Which blind estimate serves which task, and the level name it measures.
 _ESTIMATES = {"denoise": "sigma", "dejpeg": "quality"}
@@ -75,8 +81,8 @@ class ModelCache:
             raise ValueError(NO_MODEL_AT_PATH)
         return path
 
-    def get(self, name_or_path: str) -> TunableModel:
-        """The model for a shipped model's name or (``allow_paths``) a ``.safetensors`` path, on the
+    def get(self, name_or_path: str) -> TunableModel | AxesModel:
+        """The model (one axis, or several: :func:`read_model`) for a shipped model's name or (``allow_paths``) a ``.safetensors`` path, on the
         CPU in eval mode.
 
         Raises:
@@ -85,7 +91,6 @@ class ModelCache:
                 (:data:`NO_MODEL_AT_PATH`, the same words whatever the reason), or a shipped file
                 that is not a tunable model.
         """
-        from ..io import load_tunable
         from ..models import available
 
         text = name_or_path.strip()
@@ -108,7 +113,7 @@ class ModelCache:
                 if cached is not None and cached[0] == mtime:
                     self._models.move_to_end(key)
                     return cached[1]
-                model = load_tunable(path).to("cpu").eval()
+                model = read_model(path).to("cpu").eval()
             except (OSError, ValueError) as err:
                 if not local:
                     raise
@@ -121,9 +126,36 @@ class ModelCache:
             return model
 
 
-def model_summary(model: TunableModel) -> str:
-    """One line about a model: task, method and its two levels."""
+def read_model(path: str | os.PathLike) -> TunableModel | AxesModel:
+    """The tunable model in the file at ``path``: one axis (:func:`ftn.io.load_tunable`) or several
+    (:func:`ftn.axes_io.load_axes`), as ``ftn run`` reads it.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`ftn.io.load_tunable`.
+    """
+    from ..axes_io import STRUCTURE_KEY, load_axes
+    from ..io import load_tunable, read_metadata
+
+    try:
+        multi = STRUCTURE_KEY in read_metadata(path)
+    except Exception:  # noqa: BLE001  (not a model file: load_tunable says so in its words)
+        multi = False
+    return load_axes(path) if multi else load_tunable(path)
+
+
+def model_axes(model: TunableModel | AxesModel) -> list[tuple[str, int]] | None:
+    """A multi-axis model's axes as ``(name, K)`` (axis d runs over [0, K_d]); None for a one-axis
+    model of the old kind (one slider over [0, 1])."""
+    return [(a.name, a.segments) for a in model.axes] if isinstance(model, AxesModel) else None
+
+
+def model_summary(model: TunableModel | AxesModel) -> str:
+    """One line about a model: task, method and its levels (per axis for a multi-axis model)."""
     meta = model.metadata
+    if isinstance(model, AxesModel):
+        spans = model.levels.describe() if model.levels is not None else "anchor levels not named"
+        axes = ", ".join(f"{a.name} ({a.anchors} anchors)" for a in model.axes)
+        return f"task {meta.get('task', '?')}, method {model.method}, axes {axes}: {spans}"
     return f"task {meta.get('task', '?')}, method {model.method}, {describe_levels(meta)}"
 
 
@@ -168,13 +200,43 @@ def auto_alpha(metadata: dict, image: Tensor, path: str | os.PathLike | None) ->
     return alpha, f"{line} ({note})" if note else line
 
 
+def auto_setting(model: AxesModel, image: Tensor, path: str | os.PathLike | None) -> tuple[dict[str, float], str]:
+    """"auto" for a multi-axis model: the alphas of its ``sigma`` axis (noise estimated from the
+    pixels) and its ``quality`` axis (read from the JPEG file's tables), as ``ftn run --auto`` sets
+    them; returns the estimated axes only (the others keep their sliders) and a line of what was measured.
+
+    Raises:
+        AutoUnavailable: the model has neither axis, or its axes do not name their anchor levels.
+    """
+    levels = model.levels
+    estimable = [name for name in model.axis_names if name in _ESTIMATES.values()]
+    if not estimable or levels is None:
+        why = "its axes do not name their anchor levels" if estimable else f"its axes are {', '.join(model.axis_names)}"
+        raise AutoUnavailable(f"auto estimates the axes sigma (noise) and quality (JPEG tables), and {why}; set the sliders yourself")
+    setting: dict[str, float] = {}
+    words: list[str] = []
+    for name in estimable:
+        if name == "sigma":
+            measured, what = estimate_noise_sigma(image), "estimated noise sigma {:.1f}"
+        else:
+            measured, what = (estimate_jpeg_quality(path) if path is not None else None), "JPEG quality {:.0f}"
+            if measured is None:
+                words.append("quality: not a JPEG file, slider kept")
+                continue
+        alpha, note = axis_alpha(levels.axis(name), measured, clamp=True)  # a clean photo may lie below the first anchor
+        setting[name] = float(alpha)
+        words.append(what.format(measured) + f" -> {name} alpha {float(alpha):.2f}" + (f" ({note})" if note else ""))
+    return setting, "; ".join(words)
+
+
 def run_model(
-    model: TunableModel,
+    model: TunableModel | AxesModel,
     image: Tensor,
-    alpha: float | Tensor,
+    alpha: float | Tensor | dict[str, float | Tensor],
     progress: Callable[[float, str], None] | None = None,
 ) -> Tensor:
-    """``model`` on ``image`` ((C, H, W) in [0, 1]) at ``alpha`` (a number or a (1, H, W) map)."""
+    """``model`` on ``image`` ((C, H, W) in [0, 1]) at ``alpha``: a number or a (1, H, W) map, or for a
+    multi-axis model a setting ``{axis: number or (1, H, W) map}``."""
     if progress is not None:
         progress(0.2, "running the model")
 
