@@ -5,6 +5,7 @@ loss that training minimises at that level (``objective``), in the task's own un
 
 * ``denoise``: Gaussian noise of standard deviation ``sigma`` (0-255 scale); pixel loss.
 * ``dejpeg``: JPEG compression at ``quality``; pixel loss.
+* ``restore``: noise, 8 bits, then JPEG, at a setting ``{"sigma": s, "quality": q}`` (two axes); pixel loss.
 * ``sr``: bicubic x``scale`` down-sampling (the same at every level); the level is the
   *perception* weight: 0 = L1 (a PSNR-oriented network), 1 = ESRGAN's L1 + VGG + GAN objective.
 * ``style``: the content photo itself is the input; level 0 = style A, 1 = style B.
@@ -31,7 +32,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-__all__ = ["TASKS", "Task", "get_task", "Objective", "PixelObjective", "Denoise", "DeJPEG",
+__all__ = ["TASKS", "Task", "get_task", "Objective", "PixelObjective", "Denoise", "DeJPEG", "Restore",
            "SuperResolution", "StyleTransfer", "StyleStrength"]
 
 
@@ -157,11 +158,12 @@ def check_images(clean: torch.Tensor) -> torch.Tensor:
 
 from .dejpeg import DeJPEG  # noqa: E402  (Task must exist before the task modules import it)
 from .denoise import Denoise  # noqa: E402
+from .restore import Restore  # noqa: E402
 from .sr import SuperResolution  # noqa: E402
 from .style import StyleStrength, StyleTransfer  # noqa: E402
 
 #: Task name -> class (called with the options as keyword arguments).
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Denoise, DeJPEG, SuperResolution, StyleTransfer, StyleStrength)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Denoise, DeJPEG, Restore, SuperResolution, StyleTransfer, StyleStrength)}
 
 
 def get_task(name: str, **options: Any) -> Task:
