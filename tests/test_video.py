@@ -423,3 +423,78 @@ def test_codec_the_container_cannot_hold_is_refused_before_work(model: ftn.Tunab
     with pytest.raises(ValueError, match="cannot hold"):
         process_video(model, clips["lossless"], dst, build_schedule(model, alpha=0.5), codec="ffv1", log=lambda _: None)
     assert_no_output(dst)
+
+
+# -- the command: ftn run on a video ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_file(model: ftn.TunableModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "denoise.safetensors"
+    ftn.save(model, path, task="denoise", levels=[{"sigma": 20}, {"sigma": 80}],
+             calibration={"level_name": "sigma", "levels": [20, 50, 80], "alphas": [0.0, 0.4, 1.0]})
+    return path
+
+
+def ftn_run(*argv: str) -> int:
+    from ftn.cli import main
+
+    return main(["run", *map(str, argv)])
+
+
+def test_cli_runs_a_video_with_keyframes(model: ftn.TunableModel, model_file: Path, clips: dict[str, Path], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    dst = tmp_path / "out.mkv"
+    assert ftn_run("-i", clips["lossless"], "-o", dst, "--model", model_file, "--alpha", "0s:0.2,0.25s:0.8",
+                   "--codec", "ffv1", "--tile", "0") == 0
+    out = capsys.readouterr().out
+    assert "12 frames 64x48 at 24 fps" in out and "pcm_s16le copied" in out
+    inputs, times = decode(clips["lossless"])
+    outputs, _ = decode(dst)
+    k = N - 1
+    alpha = float(np.interp(times[k], [0.0, 0.25], [0.2, 0.8]))
+    assert np.abs(outputs[k].astype(int) - expected_frame(model, inputs[k], alpha).astype(int)).max() <= 1
+
+
+def test_cli_interrupted_then_resumed(model_file: Path, clips: dict[str, Path], tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    dst = tmp_path / "out.mp4"
+    argv = ["-i", clips["mp4"], "-o", dst, "--model", model_file, "--level", "50", "--segment-seconds", "0.25"]
+    monkeypatch.setattr(apply_module, "apply_model", Counting(stop=9))
+    assert ftn_run(*argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--resume" in err[0] and not dst.exists()
+    counting = Counting()
+    monkeypatch.setattr(apply_module, "apply_model", counting)
+    assert ftn_run(*argv, "--resume") == 0
+    assert counting.calls == 6 and "1 of 2 segments from an earlier run" in capsys.readouterr().out
+    assert len(decode(dst)[0]) == N
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE) + ["auto", "codec for an image", "bad crf", "bad segment", "png suffix",
+                                  "unknown codec"])
+def test_cli_refusals_are_one_line(model_file: Path, clips: dict[str, Path], tmp_path: Path, case: str,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    src, dst, extra = clips["lossless"], tmp_path / "out.mkv", ["--alpha", "0.5"]
+    if case in HOSTILE:
+        src = HOSTILE[case][0](tmp_path)
+    elif case == "auto":
+        extra = ["--auto"]
+    elif case == "codec for an image":
+        from PIL import Image
+
+        src, dst = tmp_path / "photo.png", tmp_path / "out.png"
+        Image.fromarray(picture(0)).save(src)
+        extra += ["--codec", "ffv1"]
+    elif case == "bad crf":
+        extra += ["--crf", "x"]
+    elif case == "bad segment":
+        extra += ["--segment-seconds", "0"]
+    elif case == "unknown codec":
+        extra += ["--codec", "divx"]
+    else:
+        dst = tmp_path / "out.png"
+    assert ftn_run("-i", src, "-o", dst, "--model", model_file, *extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ftn run: error: "), err
+    assert_no_output(dst)

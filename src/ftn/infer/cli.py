@@ -25,6 +25,14 @@ setting, ftn's version, the input's and the output's sha256) to ``OUT/ftn-report
 its record shows it complete and made as this run would make it; others are redone, and the reasons
 counted (:mod:`ftn.infer.report`).
 
+A video (by its suffix: .mp4, .mkv, .mov, .webm, ...) runs frame by frame through
+:mod:`ftn.infer.video` (PyAV: ``pip install "ftn[video]"``), its timestamps and audio kept::
+
+    ftn run -i clip.mp4 -o clean.mp4 --model denoise --level 30
+    ftn run -i clip.mp4 -o clean.mp4 --model denoise --alpha "0s:0.2,4s:0.8"    # keyframes: linear between
+    ftn run -i clip.mp4 -o clean.mp4 --model denoise --alpha-map mask.mp4      # frame k of the mask -> frame k
+    ftn run -i clip.mp4 -o clean.mp4 --model denoise --level 30 --resume       # keep finished segments
+
 Bad input is refused with a one-line error on stderr and exit status 2, and never leaves an output
 file behind (outputs are written atomically, only after the image was processed). In a folder, a
 file that fails is reported and the others go on; the exit status is then 1.
@@ -67,18 +75,21 @@ def add_parser(subparsers: Any) -> None:
             "--alpha, --level, --auto or --alpha-map. alpha 0 is the model's first level, 1 its second "
             "(e.g. sigma 20 ... sigma 80; `ftn info MODEL` shows them). A model with several axes takes a value "
             "per axis (--level sigma=12,quality=70, --alpha 0.3,0.8 in the model's axis order, --alpha-map "
-            "sigma=map.png); these options and --auto combine, each axis set once, axes not set stay at alpha 0."
+            "sigma=map.png); these options and --auto combine, each axis set once, axes not set stay at alpha 0. "
+            "A video input (.mp4, .mkv, .mov, .webm, ...) is processed frame by frame, its audio and frame rate "
+            "kept; its alpha may change over time (--alpha 0s:0.2,4s:0.8) or come from a mask video."
         ),
     )
     # Required options are checked by run_command, so that every refusal is one line on stderr.
-    p.add_argument("-i", "--input", metavar="IN", help="an image file, or a folder of images (required)")
+    p.add_argument("-i", "--input", metavar="IN", help="an image or video file, or a folder of images (required)")
     p.add_argument(
         "-o", "--output", metavar="OUT",
         help="the output file; for a folder IN, a folder (created if missing; outputs keep their names) (required)",
     )
     p.add_argument("-m", "--model", metavar="NAME_OR_PATH", help="a shipped model's name or a .safetensors file (required)")
     p.add_argument("--alpha", metavar="A", help="alpha in [0, 1]: 0 = the model's first level, 1 = its second; "
-                   "several axes: 0.3,0.8 (the model's axis order) or sigma=1.5 (axis d in [0, K_d])")
+                   "several axes: 0.3,0.8 (the model's axis order) or sigma=1.5 (axis d in [0, K_d]); videos: "
+                   "keyframes 0s:0.2,4s:0.8 (linear between, held outside; several axes: sigma=0s:0.5;4s:1.5)")
     p.add_argument("--level", metavar="L", help="a real level (e.g. sigma 50 or JPEG quality 30), through the model's "
                    "calibration; several axes: sigma=12,quality=70")
     p.add_argument(
@@ -94,7 +105,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--alpha-map", metavar="MASK",
         help="per-pixel alpha from a grey image: black = the first level, white = the second (resized to fit); "
-             "several axes: sigma=mask.png (white = the axis's last anchor)",
+             "several axes: sigma=mask.png (white = the axis's last anchor); videos: a grey image, or a mask video "
+             "(its frame k sets frame k)",
     )
     p.add_argument("--allow-extrapolation", action="store_true", help="accept --alpha outside [0, 1] (levels never trained)")
     p.add_argument("--quality", metavar="Q", default="95", help="JPEG / WebP output quality, 1-100 (default 95)")
@@ -111,8 +123,14 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--resume", action="store_true",
         help="folder runs: skip outputs the report shows complete and made with the same model, setting and ftn "
-             "version; redo the others (outputs with no record in the report are redone)",
+             "version; redo the others (outputs with no record in the report are redone); videos: keep the "
+             "finished segments of an interrupted run of the same model, setting, input and encoding",
     )
+    p.add_argument("--codec", metavar="NAME", default=None,  # checked by process_video: one line
+                   help="videos: h264 (default; vp9 for .webm), vp9, or lossless ffv1 (.mkv) / png (.mov)")
+    p.add_argument("--crf", metavar="N", default=None, help="videos: h264 / vp9 quality, 0-51, lower is better (default 18)")
+    p.add_argument("--segment-seconds", metavar="S", default=None,
+                   help="videos: the length of the segments --resume keeps (default 10)")
     p.set_defaults(func=run_command)
 
 
@@ -542,7 +560,6 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ..data.images import IMAGE_EXTENSIONS, list_images
-    from ..levels import describe_levels
 
     chosen = [
         name for name, given in (
@@ -573,6 +590,13 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if not src.exists():
         raise FileNotFoundError(f"input not found: {src}")
+    from .video import is_video
+
+    if src.is_file() and is_video(src):
+        return _run_video(args, src, out, tile, int(overlap))
+    for option in ("codec", "crf", "segment_seconds"):
+        if getattr(args, option, None) is not None:
+            raise UsageError(f"--{option.replace('_', '-')} is for video inputs; {src.name} is not one")
     if src.is_dir():
         files = list_images(src)
         if out.exists() and not out.is_dir():
@@ -598,16 +622,13 @@ def _run(args: argparse.Namespace) -> int:
     from ..methods.axes import AxesModel
 
     plan: _Plan | _AxesPlan
+    print(_model_line(args.model, model))
     if isinstance(model, AxesModel):
-        axes = ", ".join(f"{a.name} ({a.anchors} anchors)" for a in model.axes)
-        spans = model.levels.describe() if model.levels is not None else "anchor levels not named"
-        print(f"model {args.model}: task {model.metadata.get('task', '?')}, method {model.method}, axes {axes}: {spans}")
         plan = _axes_plan(args, model)
     else:
         if len(chosen) != 1:
             which = f"got {' and '.join(chosen)}"
             raise UsageError(f"choose the level with exactly one of --alpha, --level, --auto, --alpha-map ({which})")
-        print(f"model {args.model}: task {model.metadata.get('task', '?')}, method {model.method}, {describe_levels(model.metadata)}")
         plan = _plan(args, model)
     options = dict(allow_extrapolation=args.allow_extrapolation, quality=int(quality), tile=tile, overlap=int(overlap))
 
@@ -616,6 +637,49 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     return _run_folder(args, model, plan, jobs, out, options)
+
+
+def _model_line(name: str, model: Any) -> str:
+    """The model in one line: task, method and what its alpha spans."""
+    from ..levels import describe_levels
+    from ..methods.axes import AxesModel
+
+    head = f"model {name}: task {model.metadata.get('task', '?')}, method {model.method}"
+    if not isinstance(model, AxesModel):
+        return f"{head}, {describe_levels(model.metadata)}"
+    axes = ", ".join(f"{a.name} ({a.anchors} anchors)" for a in model.axes)
+    spans = model.levels.describe() if model.levels is not None else "anchor levels not named"
+    return f"{head}, axes {axes}: {spans}"
+
+
+def _run_video(args: argparse.Namespace, src: Path, out: Path, tile: int | str | None, overlap: int) -> int:
+    """``ftn run`` on a video file (:mod:`ftn.infer.video`): alpha constant, keyframed, or from a mask."""
+    from .video import build_schedule, process_video, work_folder
+
+    if args.auto or args.auto_map:
+        raise UsageError("--auto estimates the level of each image; for a video give --level, --alpha (keyframes: "
+                         "--alpha 0s:0.2,4s:0.8) or --alpha-map")
+    crf = 18 if args.crf is None else _number(args.crf, "--crf")
+    if not (float(crf).is_integer() and 0 <= crf <= 51):
+        raise UsageError(f"--crf must be a whole number in [0, 51], got {args.crf!r}")
+    seconds = 10.0 if args.segment_seconds is None else _number(args.segment_seconds, "--segment-seconds")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise UsageError(f"--segment-seconds must be a number > 0, got {args.segment_seconds!r}")
+    dst = out / src.name if out.is_dir() else out
+    model = _load_model(args.model, _device(args.device))
+    print(_model_line(args.model, model))
+    schedule = build_schedule(model, alpha=args.alpha, level=args.level, alpha_map=args.alpha_map,
+                              allow_extrapolation=args.allow_extrapolation)
+    print(f"setting: {schedule.words}")
+    try:
+        result = process_video(model, src, dst, schedule, codec=args.codec, crf=int(crf), segment_seconds=seconds,
+                               resume=args.resume, tile=tile, overlap=overlap)
+    except KeyboardInterrupt:
+        _error(f"interrupted; the finished segments are kept in {work_folder(dst)}: the same command with --resume "
+               "continues")
+        return 130
+    print(result.line)
+    return 0
 
 
 def _run_folder(
