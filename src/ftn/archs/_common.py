@@ -93,7 +93,9 @@ def scaled_kaiming_init_(modules: Iterable[nn.Module], scale: float = 0.1) -> No
     """
     for module in modules:
         for conv in module.modules():
-            if isinstance(conv, nn.Conv2d):
+            # a meta build (ftn.io checks a file's shapes on it) has no values to set, and normal_ on
+            # a meta tensor imports torch._dynamo: seconds of CPU per model load
+            if isinstance(conv, nn.Conv2d) and not conv.weight.is_meta:
                 nn.init.kaiming_normal_(conv.weight, a=0, mode="fan_in")
                 conv.weight.mul_(scale)
                 if conv.bias is not None:
