@@ -1,5 +1,6 @@
 """Export: a plain safetensors file at one alpha (spandrel reads an RRDBNet one as ESRGAN) and an ONNX
-graph that takes alpha as its second input, checked against PyTorch with onnxruntime."""
+graph that takes alpha as its second input, checked against PyTorch with onnxruntime (the other ONNX
+variants: tests/test_export_variants.py)."""
 
 from __future__ import annotations
 
@@ -198,7 +199,7 @@ def test_cli_export_onnx_checks_the_graph(tmp_path, capsys) -> None:
     "method,args,reason",
     [
         ("cfsnet", ["--alpha", "0.5", "--format", "safetensors"], "changes the network's structure"),
-        ("ftn", ["--alpha", "0.5", "--format", "onnx"], "drop --alpha"),
+        ("ftn", ["--alpha", "0.5", "--per-pixel", "--format", "onnx"], "drop --alpha"),
         ("ftn", ["--format", "safetensors"], "exactly one of --alpha and --level"),
         ("ftn", ["--alpha", "1.5", "--format", "safetensors"], "[0, 1]"),
         ("ftn", ["--alpha", "sigma=0.5", "--format", "safetensors"], "--alpha needs a number for this one-axis model"),

@@ -28,11 +28,10 @@ Traced with TorchScript's exporter (``dynamo=False``), as :mod:`ftn.export` does
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import tempfile
-import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +45,9 @@ from .io import FORMAT, build_checked, check_structure, move_into_place, read_he
 from .levels import Levels
 from .methods.axes import AxesModel, AxisSpec, attach_axes
 from .methods.base import image_channels
+from .onnx_graphs import TRACE_SIZE, MapGraph, OnnxCheck, map_example, require, set_metadata, verify, write_graph
 
-__all__ = ["save_axes", "load_axes", "export_axes_onnx", "check_axes_onnx", "check_settings", "STRUCTURE_KEY",
+__all__ = ["save_axes", "load_axes", "export_axes_onnx", "check_axes_onnx", "verify_axes_onnx", "check_settings", "STRUCTURE_KEY",
            "ONNX_AXES_FORMAT"]
 
 #: The ``format`` of the metadata in a multi-axis ONNX file.
@@ -207,52 +207,70 @@ class _AxesWeightSpace(nn.Module):
         return self.net(image)
 
 
-def _require(module: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(f"ONNX export needs the {module!r} package: pip install -e .[export]") from None
-
-
 def export_axes_onnx(model: AxesModel, path: str | os.PathLike, *, opset: int = 17,
-                     trace_size: tuple[int, int] = (35, 37)) -> dict[str, Any]:
-    """Write an ONNX graph with inputs ``image`` (N, C, H, W) and ``alpha`` (D,); returns its metadata
-    (JSON under the ONNX metadata property ``ftn``: axes, anchors, levels, structure).
+                     trace_size: tuple[int, int] = TRACE_SIZE, per_pixel: bool = False,
+                     setting: Mapping[str, float] | None = None, fp16: bool = False,
+                     source: str | None = None) -> dict[str, Any]:
+    """Write an ONNX graph of a multi-axis model; returns its metadata (JSON under the ONNX metadata
+    property ``ftn``: axes, anchors, levels, structure, variant, precision).
 
+    By default the inputs are ``image`` (N, C, H, W) and ``alpha`` (D,); ``per_pixel``: ``image`` and
+    ``alpha_map`` (N, D, H, W), a map per axis (:class:`ftn.onnx_graphs.MapGraph`); ``setting``
+    (e.g. ``{"sigma": 1.5}``, axes not named at 0): ``image`` alone, the plain network
+    ``model.export(setting)``. ``fp16``: weights, computation, inputs and output in float16.
     ``trace_size``: the example image's size. Odd sides (the default) record the padding ftn's
-    architectures do for any size; a network without it needs a size it accepts.
+    architectures do for any size; a network without it needs a size it accepts (one that declares
+    ``size_multiple`` gets the padding in the graph, :mod:`ftn.onnx_graphs`).
 
     Raises:
         ImportError: onnx is not installed (the message says how to install it).
+        ValueError: ``per_pixel`` with ``setting``; a setting outside an axis's range; layers that
+            cannot take a per-pixel map (token sequences).
     """
     if not isinstance(model, AxesModel):
         raise TypeError(f"export_axes_onnx writes AxesModel objects, not {type(model).__name__}")
-    onnx = _require("onnx")
-    graph = _AxesWeightSpace(model).eval()
-    # odd sides: the traced graph pads as the architecture does for any size (see ftn.export)
-    example = (torch.rand(1, image_channels(graph.net), *trace_size), torch.full((len(model.axes),), 0.5))
-    dynamic = {"image": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "out_height", 3: "out_width"}}
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter, chosen knowingly
-        torch.onnx.export(graph, example, str(path), input_names=["image", "alpha"], output_names=["output"],
-                          dynamic_axes=dynamic, opset_version=opset, dynamo=False)
+    if per_pixel and setting is not None:
+        raise ValueError("a per-pixel ONNX file takes its alpha maps at run time; give either per_pixel or setting")
+    require("onnx")
+    limits = [float(a.segments) for a in model.axes]
+    d = len(model.axes)
+    dtype = "float16" if fp16 else "float32"
+    ranges = ", ".join(f"{a.name} in [0, {a.segments}]" for a in model.axes)
+    inputs: dict[str, Tensor]
+    if per_pixel:
+        graph: nn.Module = MapGraph(model, limits)
+        inputs = {"alpha_map": map_example(limits)}
+        described = {"alpha_map": f"{dtype} (N, {d}, H, W) at the image's size, a map per axis: {ranges}"}
+    elif setting is not None:
+        graph = model.export(dict(setting))  # checks the setting against the axes' ranges
+        inputs, described = {}, {}
+    else:
+        graph = _AxesWeightSpace(model)
+        inputs = {"alpha": torch.full((d,), 0.5)}
+        described = {"alpha": f"{dtype} ({d},): {ranges}"}
+    try:
+        sizes = write_graph(graph, path, inputs, channels=image_channels(model.base_network), trace_size=trace_size,
+                            probe=lambda x: model(x, alpha={}), multiple=int(getattr(model.base_network, "size_multiple", 1) or 1),
+                            fp16=fp16, opset=opset)
+    except ValueError as err:  # a map on a layer with no grid (token sequences), a network's odd output size
+        Path(path).unlink(missing_ok=True)
+        raise ValueError(f"cannot write this ONNX graph: {err}") from None
     levels = model.levels
     written: dict[str, Any] = {
         "format": ONNX_AXES_FORMAT,
-        "inputs": {"image": "float32 (N, C, H, W), RGB in [0, 1]",
-                   "alpha": f"float32 ({len(model.axes)},): " + ", ".join(
-                       f"{a.name} in [0, {a.segments}]" for a in model.axes)},
+        "variant": "per_pixel" if per_pixel else "baked" if setting is not None else "alpha_input",
+        "inputs": {"image": f"{dtype} (N, C, H, W), RGB in [0, 1]", **described},
+        **({"alpha": {a.name: float(dict(setting).get(a.name, 0.0)) for a in model.axes}} if setting is not None else {}),
         "arch": getattr(model.base_network, "arch_name", None),
         "arch_options": getattr(model.base_network, "arch_options", None),
         "method": model.method,
         "method_options": model.options,
         STRUCTURE_KEY: _structure(model),
         **(levels.to_metadata() if levels is not None else {}),
+        **({"source_model": source} if source is not None else {}),
+        **sizes,
     }
-    proto = onnx.load(str(path))
-    onnx.helper.set_model_props(proto, {"ftn": json.dumps(written)})
-    onnx.save(proto, str(path))
+    set_metadata(path, written)
     return written
 
 
@@ -277,20 +295,17 @@ def check_settings(model: AxesModel) -> list[list[float]]:
 
 def check_axes_onnx(path: str | os.PathLike, model: AxesModel, settings: list[list[float]] | None = None,
                     size: tuple[int, int] = (10, 14), batch: int = 2) -> float:
-    """The largest ``|ONNX - PyTorch|`` of a graph from :func:`export_axes_onnx` over ``settings``
-    (default :func:`check_settings`), run with onnxruntime on a random image of another size than
-    the traced one (a graph that froze the size fails)."""
-    import numpy as np
+    """The largest ``|ONNX - PyTorch|`` of a graph from :func:`export_axes_onnx` (:func:`verify_axes_onnx`)."""
+    return verify_axes_onnx(path, model, settings, size=size, batch=batch).max_error
 
-    ort = _require("onnxruntime")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    image = torch.rand(batch, image_channels(model.base_network), *size, generator=torch.Generator().manual_seed(0))
-    worst = 0.0
-    with torch.no_grad():
-        for setting in settings or check_settings(model):
-            expected = model(image, alpha=list(setting)).numpy()
-            got = session.run(None, {"image": image.numpy(), "alpha": np.asarray(setting, dtype=np.float32)})[0]
-            if got.shape != expected.shape:
-                raise ValueError(f"{path}: the ONNX graph gives shape {got.shape} at {setting}, PyTorch {expected.shape}")
-            worst = max(worst, float(np.abs(got - expected).max()))
-    return worst
+
+def verify_axes_onnx(path: str | os.PathLike, model: AxesModel, settings: list[list[float]] | None = None,
+                     size: tuple[int, int] = (10, 14), batch: int = 2) -> OnnxCheck:
+    """Compare a graph from :func:`export_axes_onnx` with the model in PyTorch (float32), with onnxruntime:
+    over ``settings`` (default :func:`check_settings`) for an ``alpha`` input, per-pixel maps for
+    ``alpha_map``, the recorded setting for a baked file; on random images of ``size`` (another than
+    the traced one: a graph that froze the size fails) and of a multiple of the network's ``size_multiple``."""
+    multiple = int(getattr(model.base_network, "size_multiple", 1) or 1)
+    aligned = (2 * multiple, 3 * multiple) if multiple > 1 else (12, 16)
+    return verify(path, model, values=settings or check_settings(model), limits=[float(a.segments) for a in model.axes],
+                  sizes=[size, aligned], batch=batch)

@@ -4,6 +4,8 @@ Two formats::
 
     ftn export --model denoise --alpha 0.5 -o denoise-a0.5.safetensors   # a plain AdaFM-Net at alpha 0.5
     ftn export --model denoise --format onnx -o denoise.onnx              # image + alpha -> image
+    ftn export --model denoise --per-pixel -o denoise-map.onnx            # image + alpha_map (N, 1, H, W)
+    ftn export --model denoise --level 50 --fp16 -o denoise-s50.onnx      # image -> image, float16
     ftn export --model restore.safetensors --level sigma=12,quality=70 -o r.safetensors   # several axes
     ftn export --model restore.safetensors -o restore.onnx                # image + alpha vector (D,)
 
@@ -26,8 +28,9 @@ chaiNNer and ComfyUI, which load models through it) reads the file as an ESRGAN 
 with ``capabilities.exact_export`` (FTN, DNI, AdaFM with k = 1); the others raise
 :class:`~ftn.methods.ExportNotSupported` with the reason.
 
-**ONNX** (:func:`export_onnx`): a graph with two inputs, ``image`` (N, C, H, W) and ``alpha`` (1,), both
-float32, so one file serves every level. The method's alpha logic runs inside the graph:
+**ONNX** (:func:`export_onnx`; the variants, sizes and float16 are described in :mod:`ftn.onnx_graphs`).
+By default a graph with two inputs, ``image`` (N, C, H, W) and ``alpha`` (1,), so one file serves
+every level. The method's alpha logic runs inside the graph:
 
 * exact-export methods are affine in alpha in weight space (FTN's Eq. 1 ``(1 - a) f + a FTN(f)``, DNI's
   interpolation, AdaFM's folded scale and shift), so the graph computes each tensor that alpha moves
@@ -36,7 +39,12 @@ float32, so one file serves every level. The method's alpha logic runs inside th
 * the other methods (CFSNet, Dynamic-Net, AdaFM k > 1) are traced as they are, with alpha as a
   per-sample tensor: their feature-space blending is in the graph.
 
-alpha is clamped to [0, 1] inside the graph unless the model allows extrapolation.
+alpha is clamped to [0, 1] inside the graph unless the model allows extrapolation. ``--per-pixel``
+takes ``alpha_map`` (N, 1, H, W) instead (every method: its own per-pixel path), ``--alpha`` /
+``--level`` bake one level in (``image`` alone: the plain network ``model.export(alpha)``, or for
+the methods without one their graph with alpha a constant), ``--fp16`` writes any of them in float16.
+Every file is run with onnxruntime against the PyTorch model before ``ftn export`` reports success
+(:func:`verify_onnx`: float32 within 1e-3, float16 at a PSNR of 45 dB or more against float32).
 
 The graph is traced with torch's TorchScript-based exporter (``dynamo=False``), which needs nothing
 beyond torch (and onnx, to write the metadata). torch 2.13's default, the dynamo exporter, needs the
@@ -44,47 +52,40 @@ extra ``onnxscript`` package, took 10-25 s per tiny network here against well un
 cannot trace the validation of a tensor alpha (``bool(...)`` on a graph value) in the feature-space
 path. The TorchScript exporter is deprecated; should a later torch drop it, the weight-space path
 written with ``torch.func.functional_call`` (which the TorchScript tracer refuses) exported with the
-dynamo exporter in a trial. The tracer records the architectures' image-size arithmetic (padding to a multiple,
-cropping back), and the example image has odd sides so that the padding branch is the one recorded:
-the graph then takes any height and width (and any batch size); :func:`check_onnx` verifies that on
-another size with onnxruntime.
+dynamo exporter in a trial. The tracer records the architectures' image-size arithmetic (padding to a
+multiple, cropping back), and the example image has odd sides so that the padding branch is the one
+recorded: the graph then takes any height and width (and any batch size); a network that does not
+pad by itself gets the padding in the graph (:mod:`ftn.onnx_graphs`). The check runs the graph on
+other sizes.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
+import math
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch import Tensor
 
+from .control import check_alpha
 from .io import base_record, save
 from .levels import alpha_to_level, describe_levels, level_name, level_to_alpha
 from .methods import ExportNotSupported, TunableModel
+from .onnx_graphs import FP16_MIN_PSNR, FixedAlpha, MapGraph, OnnxCheck, map_example, set_metadata, verify, write_graph
+from .onnx_graphs import require as _require
 
 __all__ = ["ONNX_FORMAT", "export_safetensors", "export_original", "original_layout", "export_onnx", "check_onnx",
-           "level_at", "run_export"]
+           "verify_onnx", "level_at", "run_export"]
 
 #: ``format`` of the JSON written under the ONNX model's ``ftn`` metadata property.
 ONNX_FORMAT = "ftn-onnx/1"
 _OPSET = 17
-_TRACE_SIZE = (35, 37)  # odd sides: the traced graph pads as the architecture does for any size
 _SOURCE_KEYS = ("task", "task_options", "levels", "calibration", "axes")
-
-
-def _require(module: str) -> Any:
-    """Import an optional dependency of the ONNX path, or fail with the one command that installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(f"ONNX export needs the {module!r} package: pip install -e .[export]") from None
 
 
 def _check_tunable(model: nn.Module) -> TunableModel:
@@ -251,42 +252,59 @@ class _FeatureSpace(nn.Module):
 
 
 def export_onnx(
-    model: TunableModel, path: str | os.PathLike, *, source: str | None = None, opset: int = _OPSET
+    model: TunableModel, path: str | os.PathLike, *, source: str | None = None, opset: int = _OPSET,
+    per_pixel: bool = False, alpha: float | None = None, fp16: bool = False,
 ) -> dict[str, Any]:
-    """Write an ONNX graph with inputs ``image`` (N, C, H, W) and ``alpha`` (1,); returns its metadata.
+    """Write an ONNX graph of a one-axis model; returns its metadata (:mod:`ftn.onnx_graphs` has the variants).
 
-    The metadata (JSON under the ONNX metadata property ``ftn``) holds the architecture, method, task,
-    the levels and calibration (or the axes: :mod:`ftn.levels`), so a consumer can label alpha with real levels.
+    By default the inputs are ``image`` (N, C, H, W) and ``alpha`` (1,); ``per_pixel``: ``image`` and
+    ``alpha_map`` (N, 1, H, W); ``alpha``: ``image`` alone, the plain network at that alpha (or, for
+    methods without an exact export, the method's graph with alpha a constant). ``fp16``: weights,
+    computation, inputs and output in float16. The metadata (JSON under the ONNX metadata property
+    ``ftn``) holds the architecture, method, task, the levels and calibration (or the axes:
+    :mod:`ftn.levels`), the variant and precision, so a consumer can label alpha with real levels.
 
     Raises:
         ImportError: onnx is not installed (the message says how to install it).
+        ExportNotSupported: ``per_pixel`` for a method that takes no maps.
+        ValueError: ``per_pixel`` with ``alpha``; an alpha outside [0, 1]; a network whose layers
+            cannot take a per-pixel map (token sequences).
     """
     model = _check_tunable(model)
-    onnx = _require("onnx")
-    graph = _WeightSpace(model) if model.capabilities.exact_export else _FeatureSpace(model)
-    example = (torch.rand(1, model.image_channels, *_TRACE_SIZE), torch.tensor([0.5]))
-    dynamic = {"image": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "out_height", 3: "out_width"}}
-    with warnings.catch_warnings(), torch.no_grad():
-        # The tracer warns wherever Python reads a graph value (alpha validation, padding branches);
-        # check_onnx (and the tests) verify the graph on other sizes and alphas instead.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        # The legacy exporter's deprecation notices: chosen knowingly (see the module docstring).
-        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
-        warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning)
-        # Notes about correct behaviour: slices that are not folded into constants, and instance norm
-        # using the input's statistics (it keeps no running statistics to use instead).
-        warnings.filterwarnings("ignore", "Constant folding - Only steps=1", UserWarning)
-        warnings.filterwarnings("ignore", ".*operator 'instance_norm' is set to train=True", UserWarning)
-        torch.onnx.export(
-            graph, example, str(path), input_names=["image", "alpha"], output_names=["output"],
-            dynamic_axes=dynamic, opset_version=opset, dynamo=False,
-        )
+    _require("onnx")
+    clamp = not model.control.allow_extrapolation
+    inputs: dict[str, Tensor]
+    if per_pixel and alpha is not None:
+        raise ValueError("a per-pixel ONNX file takes its alpha map at run time; give either per_pixel or alpha")
+    if per_pixel:
+        if not model.capabilities.per_pixel:
+            raise ExportNotSupported(f"method {model.method!r} does not take per-pixel alpha maps")
+        graph: nn.Module = MapGraph(model, [1.0] if clamp else None)
+        inputs = {"alpha_map": map_example([1.0])}
+        described = {"alpha_map": "(N, 1, H, W) at the image's size: 0 = level 1, 1 = level 2, per pixel"}
+    elif alpha is not None:
+        check_alpha(float(alpha), allow_extrapolation=not clamp)
+        graph = model.export(alpha) if model.capabilities.exact_export else FixedAlpha(model, alpha)
+        inputs, described = {}, {}
+    else:
+        graph = _WeightSpace(model) if model.capabilities.exact_export else _FeatureSpace(model)
+        inputs = {"alpha": torch.tensor([0.5])}
+        described = {"alpha": "(1,): 0 = level 1, 1 = level 2"}
+    try:
+        sizes = write_graph(graph, path, inputs, channels=model.image_channels, probe=lambda x: model(x, alpha=0.0),
+                            multiple=int(getattr(model.base_network, "size_multiple", 1) or 1), fp16=fp16, opset=opset)
+    except ValueError as err:  # a map on a layer with no grid (token sequences), a network's odd output size
+        Path(path).unlink(missing_ok=True)
+        raise ValueError(f"cannot write this ONNX graph: {err}") from None
     meta: dict[str, Any] = dict(getattr(model, "metadata", None) or {})
     network = model.base_network
+    dtype = "float16" if fp16 else "float32"
     written: dict[str, Any] = {
         "format": ONNX_FORMAT,
-        "inputs": {"image": "float32 (N, C, H, W), RGB in [0, 1]", "alpha": "float32 (1,): 0 = level 1, 1 = level 2"},
-        "alpha_clamped": not model.control.allow_extrapolation,
+        "variant": "per_pixel" if per_pixel else "baked" if alpha is not None else "alpha_input",
+        "inputs": {"image": f"{dtype} (N, C, H, W), RGB in [0, 1]", **{k: f"{dtype} {v}" for k, v in described.items()}},
+        **({"alpha": float(alpha), "level": level_at(meta, float(alpha))} if alpha is not None else {}),
+        "alpha_clamped": clamp,
         "arch": getattr(network, "arch_name", None),
         "arch_options": getattr(network, "arch_options", None),
         "method": model.method,
@@ -294,10 +312,9 @@ def export_onnx(
         **{k: meta[k] for k in _SOURCE_KEYS if k in meta},
         "source_model": source,
         "ftn_version": _version(),
+        **sizes,
     }
-    proto = onnx.load(str(path))
-    onnx.helper.set_model_props(proto, {"ftn": json.dumps(written)})
-    onnx.save(proto, str(path))
+    set_metadata(path, written)
     return written
 
 
@@ -308,23 +325,22 @@ def check_onnx(
     size: tuple[int, int] = (10, 14),  # small: a full RRDBNet checks in seconds on a CPU
     batch: int = 2,
 ) -> float:
-    """The largest ``|ONNX - PyTorch|`` over ``alphas`` on a random image, run with onnxruntime.
+    """The largest ``|ONNX - PyTorch|`` of a file from :func:`export_onnx`, run with onnxruntime
+    (:func:`verify_onnx` for the whole comparison)."""
+    return verify_onnx(path, model, alphas, size=size, batch=batch).max_error
 
-    The default size differs from the traced one (and is even where the trace was odd), so a graph
-    that froze the image size or the padding fails the check.
-    """
-    ort = _require("onnxruntime")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    image = torch.rand(batch, model.image_channels, *size, generator=torch.Generator().manual_seed(0))
-    worst = 0.0
-    with torch.no_grad():
-        for alpha in alphas:
-            expected = model(image, alpha=float(alpha)).numpy()
-            got = session.run(None, {"image": image.numpy(), "alpha": np.array([alpha], dtype=np.float32)})[0]
-            if got.shape != expected.shape:
-                raise ValueError(f"{path}: the ONNX graph gives shape {got.shape} for alpha {alpha}, PyTorch {expected.shape}")
-            worst = max(worst, float(np.abs(got - expected).max()))
-    return worst
+
+def verify_onnx(
+    path: str | os.PathLike, model: TunableModel, alphas: Sequence[float] = (0.0, 0.5, 1.0),
+    size: tuple[int, int] = (10, 14), batch: int = 2,
+) -> OnnxCheck:
+    """Compare a file from :func:`export_onnx` with the model in PyTorch (float32), with onnxruntime:
+    over ``alphas`` (an ``alpha`` input), per-pixel maps (``alpha_map``) or the baked alpha, on random
+    images of ``size`` (odd and even, neither the traced one) and of a multiple of the network's
+    ``size_multiple``; float16 files against the float32 model (:class:`ftn.onnx_graphs.OnnxCheck`)."""
+    multiple = int(getattr(model.base_network, "size_multiple", 1) or 1)
+    aligned = (2 * multiple, 3 * multiple) if multiple > 1 else (12, 16)
+    return verify(path, model, values=list(alphas), limits=[1.0], sizes=[size, aligned], batch=batch)
 
 
 def _as_number(value: float | str | None, option: str) -> float | None:
@@ -350,7 +366,7 @@ def _refuse_overwriting(out: Path, source: Path) -> None:
 
 def run_export(
     model_name: str, out: str, *, fmt: str | None = None, alpha: float | str | None = None,
-    level: float | str | None = None, layout: str | None = None,
+    level: float | str | None = None, layout: str | None = None, per_pixel: bool = False, fp16: bool = False,
 ) -> int:
     """``ftn export``: load a shipped model or a model file, write it as ``fmt``, say what was written.
 
@@ -370,11 +386,16 @@ def run_export(
         raise ValueError(f"cannot tell the format from {out!r}; pass --format safetensors, pth or onnx")
     if layout not in (None, "original", "ftn"):
         raise ValueError(f"--layout is 'original' or 'ftn', got {layout!r}")
+    if (per_pixel or fp16) and fmt != "onnx":
+        option = "--per-pixel" if per_pixel else "--fp16"
+        raise ValueError(f"{option} is an ONNX variant; write -o x.onnx (a {fmt} file holds one plain network in float32)")
+    if layout is not None and fmt == "onnx":
+        raise ValueError("--layout is for .pth and .safetensors files; an ONNX file has no key layout")
     source = models.resolve(model_name)
     _refuse_overwriting(Path(out), source)
     loaded = load(source)
     if isinstance(loaded, AxesModel):
-        return _export_axes(loaded.eval(), model_name, out, fmt, alpha, level, layout)
+        return _export_axes(loaded.eval(), model_name, out, fmt, alpha, level, layout, per_pixel, fp16)
     alpha, level = _as_number(alpha, "--alpha"), _as_number(level, "--level")
     model = _check_tunable(loaded).eval()  # frozen norms: running statistics, in ONNX too
     recorded = original_layout(model)
@@ -390,17 +411,28 @@ def run_export(
     meta, spans = model.metadata, describe_levels(model.metadata)
     try:
         if fmt == "onnx":
-            if alpha is not None or level is not None:
-                raise ValueError("an ONNX file serves every alpha, given as its second input at run time; drop --alpha/--level")
+            _refuse_map_with_setting(per_pixel, alpha, level)
             _require("onnxruntime")  # for the check below: refuse before writing anything
-            export_onnx(model, out, source=model_name)
-            worst = check_onnx(out, model)
-            if not worst <= 1e-3:  # also catches NaN
-                Path(out).unlink()
-                raise ValueError(f"the ONNX graph differs from PyTorch by {worst:.3g}; nothing written")
-            print(f"wrote {out} ({_file_size(out)}): onnx, inputs image (N, C, H, W) and alpha (1,); alpha 0 ... 1 = {spans}")
-            print(f"checked with onnxruntime against PyTorch at alpha 0, 0.5, 1: max difference {worst:.1e}")
-            return 0
+            if level is not None:
+                alpha, note = level_to_alpha(meta, level)
+                if note:
+                    print(note)
+            written = export_onnx(model, out, source=model_name, per_pixel=per_pixel, alpha=alpha, fp16=fp16)
+            check = verify_onnx(out, model)
+            network = model.base_network
+            arch = getattr(network, "spandrel_arch", None) or getattr(network, "arch_name", None) or type(network).__name__
+            if alpha is None:
+                inputs = "alpha_map (N, 1, H, W), at the image's size" if per_pixel else "alpha (1,)"
+                what, where = f"inputs image (N, C, H, W) and {inputs}; alpha 0 ... 1 = {spans}", (
+                    "per-pixel maps (zeros, ones, random, a ramp)" if per_pixel else "alpha 0, 0.5, 1")
+            else:
+                serves = ", ".join(f"{k} {v:.3g}" for k, v in (written.get("level") or {}).items())
+                body = (f"a plain {arch}" if model.capabilities.exact_export
+                        else f"{arch} with its {model.method} tuning blocks (no plain equivalent)")
+                what = (f"one input, image (N, C, H, W): {body} at alpha {alpha:g}"
+                        f"{', serving ' + serves if serves else ''} (the model spans {spans})")
+                where = f"alpha {alpha:g}"
+            return _report_onnx(out, written, check, what, where)
         if (alpha is None) == (level is None):
             raise ValueError("a safetensors file holds one level: give exactly one of --alpha and --level")
         if level is not None:
@@ -424,10 +456,10 @@ def run_export(
 
 def _export_axes(
     model: Any, model_name: str, out: str, fmt: str, alpha: float | str | None, level: float | str | None,
-    layout: str | None,
+    layout: str | None, per_pixel: bool = False, fp16: bool = False,
 ) -> int:
-    """``ftn export`` of a multi-axis model: plain safetensors at one setting, or ONNX with the alpha vector."""
-    from .axes_io import check_axes_onnx, check_settings, export_axes_onnx
+    """``ftn export`` of a multi-axis model: plain safetensors at one setting, or ONNX (its variants)."""
+    from .axes_io import check_settings, export_axes_onnx, verify_axes_onnx
     from .io import save
     from .levels import parse_setting
 
@@ -436,33 +468,40 @@ def _export_axes(
     spans = levels.describe() if levels is not None else "anchor levels not named"
     if layout == "original" or fmt == "pth":
         raise ValueError("a multi-axis model is exported in ftn's own layout only: write .safetensors or .onnx")
+
+    def setting_of() -> tuple[dict[str, float], Any]:
+        text = {k: None if v is None else v if isinstance(v, str) else f"{v:g}" for k, v in (("alpha", alpha), ("level", level))}
+        values = parse_setting([(a.name, a.segments) for a in model.axes], levels, alpha=text["alpha"], level=text["level"])
+        for value in values.values():
+            if value.note:
+                print(value.note)
+        return {name: float(v.alpha) for name, v in values.items()}, values
+
     if fmt == "onnx":
-        if alpha is not None or level is not None:
-            raise ValueError("an ONNX file serves every setting, given as its alpha input (one value per axis) at "
-                             "run time; drop --alpha/--level")
+        _refuse_map_with_setting(per_pixel, alpha, level)
         _require("onnxruntime")  # for the check below: refuse before writing anything
+        setting, values = setting_of() if alpha is not None or level is not None else (None, None)
         try:
-            export_axes_onnx(model, out)
+            written = export_axes_onnx(model, out, per_pixel=per_pixel, setting=setting, fp16=fp16, source=model_name)
         except ImportError as err:
             raise ValueError(str(err)) from None
-        settings = check_settings(model)
-        worst = check_axes_onnx(out, model, settings)
-        if not worst <= 1e-3:  # also catches NaN
-            Path(out).unlink()
-            raise ValueError(f"the ONNX graph differs from PyTorch by {worst:.3g}; nothing written")
-        print(f"wrote {out} ({_file_size(out)}): onnx, inputs image (N, C, H, W) and alpha ({len(model.axes)},): "
-              f"{names} ({spans})")
-        print(f"checked with onnxruntime against PyTorch at {len(settings)} settings (0, every anchor and corner, "
-              f"between): max difference {worst:.1e}")
-        return 0
+        check = verify_axes_onnx(out, model)
+        d = len(model.axes)
+        if per_pixel:
+            what = f"inputs image (N, C, H, W) and alpha_map (N, {d}, H, W), at the image's size: {names} ({spans})"
+            where = "per-pixel maps (zeros, every axis's top, random, a ramp)"
+        elif setting is None:
+            what = f"inputs image (N, C, H, W) and alpha ({d},): {names} ({spans})"
+            where = f"{len(check_settings(model))} settings (0, every anchor and corner, between)"
+        else:
+            arch = getattr(model.base_network, "arch_name", None) or type(model.base_network).__name__
+            what = (f"one input, image (N, C, H, W): a plain {arch} at " + "; ".join(v.words for v in values.values())
+                    + f" (the model spans {spans})")
+            where = "that setting"
+        return _report_onnx(out, written, check, what, where)
     if alpha is None and level is None:
         raise ValueError("a safetensors file holds one setting: give --level (e.g. sigma=12,quality=70) and/or --alpha")
-    text = {k: None if v is None else v if isinstance(v, str) else f"{v:g}" for k, v in (("alpha", alpha), ("level", level))}
-    values = parse_setting([(a.name, a.segments) for a in model.axes], levels, alpha=text["alpha"], level=text["level"])
-    for value in values.values():
-        if value.note:
-            print(value.note)
-    setting = {name: float(v.alpha) for name, v in values.items()}
+    setting, values = setting_of()
     plain = model.export(setting)
     meta: dict[str, Any] = dict(model.metadata or {})
     written = {
@@ -479,6 +518,27 @@ def _export_axes(
     arch = getattr(model.base_network, "arch_name", None) or type(model.base_network).__name__
     print(f"wrote {out} ({_file_size(out)}): safetensors in ftn's layout; a plain {arch} at "
           + "; ".join(v.words for v in values.values()) + f" (the model spans {spans})")
+    return 0
+
+
+def _refuse_map_with_setting(per_pixel: bool, alpha: object, level: object) -> None:
+    if per_pixel and (alpha is not None or level is not None):
+        raise ValueError("a per-pixel ONNX file takes its alpha map at run time: drop --alpha/--level, or drop "
+                         "--per-pixel to bake one setting in")
+
+
+def _report_onnx(out: str, written: dict[str, Any], check: OnnxCheck, what: str, where: str) -> int:
+    """Remove a file that failed its check (one-line refusal), else say what was written and checked."""
+    if not check.passed:
+        Path(out).unlink()
+        if check.fp16 and math.isfinite(check.max_error):
+            raise ValueError(f"the float16 graph's PSNR against PyTorch is {check.psnr:.1f} dB, under "
+                             f"{FP16_MIN_PSNR:g} dB (max difference {check.max_error:.3g}); nothing written")
+        raise ValueError(f"the ONNX graph differs from PyTorch by {check.max_error:.3g}; nothing written")
+    precision = ", float16 (weights, computation, inputs and output)" if written.get("precision") == "fp16" else ""
+    pads = (f"; pads to a multiple of {written['pads_to']} in the graph" if written.get("pads_to") else "")
+    print(f"wrote {out} ({_file_size(out)}): onnx{precision}, {what}{pads}")
+    print(f"checked with onnxruntime against PyTorch at {where} ({check.cases} comparisons): {check.words()}")
     return 0
 
 
