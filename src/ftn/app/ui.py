@@ -63,7 +63,9 @@ _GRADIENT_LABELS = ("Gradient start alpha", "Gradient end alpha")
 _MODE_HELP = (
     "**whole image**: the slider's alpha everywhere. "
     "**painted area**: pixels painted with the brush get the slider's alpha, unpainted pixels get alpha 0 "
-    "(the left end). **gradient**: alpha ramps from the start to the end value across the image."
+    "(the left end). **gradient**: alpha ramps from the start to the end value across the image. "
+    "With several axes, each has its own slider and paint editor: a painted axis changes where painted, an "
+    "unpainted one everywhere at its slider; the gradient runs on the chosen axis."
 )
 
 
@@ -347,7 +349,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
                     sources=(), transforms=(), layers=False, interactive=True, visible=d == 0,
                     elem_id="ftn-editor" if d == 0 else f"ftn-editor-{d + 1}",
                     brush=gr.Brush(colors=["#ff2d55"], color_mode="fixed"), eraser=gr.Eraser(),
-                ), config.limits) for d in range(MAX_AXES)]
+                ), config.limits, max_layers=_MAX_LAYERS if d == 0 else 1) for d in range(MAX_AXES)]  # the page sends one
                 mode = gr.Radio(list(MODES), value=MODES[0], label="Where alpha applies", elem_id="ftn-mode")
                 gr.Markdown(_MODE_HELP)
                 with gr.Row():
