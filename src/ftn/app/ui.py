@@ -65,7 +65,7 @@ _MODE_HELP = (
     "**painted area**: pixels painted with the brush get the slider's alpha, unpainted pixels get alpha 0 "
     "(the left end). **gradient**: alpha ramps from the start to the end value across the image. "
     "With several axes, each has its own slider and paint editor: a painted axis changes where painted, an "
-    "unpainted one everywhere at its slider; the gradient runs on the chosen axis."
+    "unpainted one everywhere at its slider; the gradient runs on the chosen axis (start and end as shares of its range)."
 )
 
 
@@ -207,12 +207,12 @@ def build_app(config: AppConfig) -> gr.Blocks:
                                          label=label, visible=True))
                 ticks.append(gr.update(value=_ticks_html(axis_ticks(axis, k)), visible=True))
                 # Editor 0 keeps its paint, as on the one-axis page; the others start afresh for the new axes.
-                paint = f"Paint where {axis_name} changes (mode: painted area; {label})"
+                paint = f"Paint where {axis_name} changes (painted area)"  # short: the slider names the anchors
                 editors.append(gr.update(label=paint) if d == 0 else gr.update(label=paint, visible=True, value=fresh))
             level = levels_line(model, values)
             names = [axis_name for axis_name, _ in axes]
             gradient = [gr.update(choices=names, value=names[0], visible=True),
-                        *(gr.update(label=f"{label} (share of the axis: 0 = first anchor, 1 = last)") for label in _GRADIENT_LABELS)]
+                        *(gr.update(label=label.replace(" alpha", " (share of the axis)")) for label in _GRADIENT_LABELS)]
         return [*sliders, *ticks, *editors, *gradient, level, model_summary(model), ""]  # "" clears a stale auto note
 
     def levels_line(model: Any, values: tuple[float, ...] | list[float]) -> str:
