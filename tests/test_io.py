@@ -55,6 +55,10 @@ def test_load_tunable_returns_a_tunable_model_and_refuses_the_rest(tmp_path) -> 
     ftn.save(_tunable("dni").export(0.5), plain)
     garbage.write_bytes(b"\x00" * 64)
     assert isinstance(load_tunable(tunable), ftn.TunableModel)
+    axes = tmp_path / "axes.safetensors"  # several axes: a multi-axis model, also with alphas to set
+    ftn.save_axes(ftn.attach_axes(ftn.build_arch("adafm_net", size="mini", channels=8, blocks=1), "ftn",
+                                  [ftn.AxisSpec("sigma", 3), "quality"]), axes, task="denoise")
+    assert isinstance(load_tunable(axes), ftn.AxesModel)
     with pytest.raises(ValueError, match="plain network with no alpha"):
         load_tunable(plain)
     with pytest.raises(ValueError, match="not a safetensors model file") as err:

@@ -70,13 +70,10 @@ def load_model(model: str | os.PathLike[str], device: str | torch.device | None 
         FileNotFoundError: neither a file nor a shipped name.
         ValueError: not a model file (one line).
     """
-    from .axes_io import STRUCTURE_KEY, load_axes
-    from .io import load_tunable, read_metadata
+    from .io import load_tunable
     from .models import resolve
 
-    path = resolve(model)
-    multi = STRUCTURE_KEY in read_metadata(path)
-    return (load_axes(path) if multi else load_tunable(path)).to(choose_device(device)).eval()
+    return load_tunable(resolve(model)).to(choose_device(device)).eval()
 
 
 def _cached_model(model: Any, device: torch.device) -> Any:

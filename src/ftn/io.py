@@ -439,8 +439,10 @@ def load(path: str | os.PathLike, *, model: nn.Module | None = None) -> nn.Modul
     return result
 
 
-def load_tunable(path: str | os.PathLike) -> TunableModel:
-    """:func:`load` for the places that need an alpha to set (``ftn run``, the app).
+def load_tunable(path: str | os.PathLike) -> TunableModel | AxesModel:
+    """:func:`load` for the places that need an alpha to set (``ftn run``, the app, ``ftn.restore``):
+    a :class:`TunableModel` (one axis) or an :class:`~ftn.methods.axes.AxesModel` (several axes or
+    anchors), never a plain network.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -455,7 +457,7 @@ def load_tunable(path: str | os.PathLike) -> TunableModel:
     except Exception as err:  # safetensors' own errors for a file that is not a model
         detail = " ".join(str(err).split())[:200] or type(err).__name__
         raise ValueError(f"cannot read model {path}: it is not a safetensors model file ({detail})") from None
-    if not isinstance(model, TunableModel):
+    if not isinstance(model, (TunableModel, AxesModel)):
         raise ValueError(f"{path} is a plain network with no alpha to set; attach a method first (ftn.attach, ftn train)")
     return model
 

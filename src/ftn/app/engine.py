@@ -127,20 +127,15 @@ class ModelCache:
 
 
 def read_model(path: str | os.PathLike) -> TunableModel | AxesModel:
-    """The tunable model in the file at ``path``: one axis (:func:`ftn.io.load_tunable`) or several
-    (:func:`ftn.axes_io.load_axes`), as ``ftn run`` reads it.
+    """The tunable model in the file at ``path``, one axis or several, as ``ftn run`` reads it
+    (:func:`ftn.io.load_tunable`).
 
     Raises:
         FileNotFoundError, ValueError: as :func:`ftn.io.load_tunable`.
     """
-    from ..axes_io import STRUCTURE_KEY, load_axes
-    from ..io import load_tunable, read_metadata
+    from ..io import load_tunable
 
-    try:
-        multi = STRUCTURE_KEY in read_metadata(path)
-    except Exception:  # noqa: BLE001  (not a model file: load_tunable says so in its words)
-        multi = False
-    return load_axes(path) if multi else load_tunable(path)
+    return load_tunable(path)
 
 
 def model_axes(model: TunableModel | AxesModel) -> list[tuple[str, int]] | None:
