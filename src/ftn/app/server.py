@@ -13,6 +13,7 @@ Besides serving the page, the server bounds what a request may make it do before
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -163,6 +164,10 @@ def launch(config: AppConfig, *, block: bool = True) -> Any:
     # One model run at a time: the CPU has few cores, and runs of one cached model would otherwise
     # race on its alpha setting.
     app.queue(default_concurrency_limit=1)
+    # Gradio checks that it can reach itself with one 3-second request and, when that times out,
+    # refuses to start (asking for share=True): on a busy machine `ftn app` exited although its
+    # server was up (found by the load test). The app is local (share=False), so the check is skipped.
+    patience = {"_frontend": False} if "_frontend" in inspect.signature(app.launch).parameters else {}
     app.launch(
         server_name=config.host,
         server_port=config.port,
@@ -175,5 +180,6 @@ def launch(config: AppConfig, *, block: bool = True) -> Any:
         css=CSS,
         quiet=not block,
         app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=MAX_REQUEST_BYTES)]},
+        **patience,
     )
     return app
