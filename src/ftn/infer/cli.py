@@ -533,19 +533,6 @@ def _axes_plan(args: argparse.Namespace, model: Any) -> _AxesPlan:
     return _AxesPlan(values, masks, auto)
 
 
-def _load_model(name_or_path: str, device: torch.device) -> Any:
-    from ..axes_io import STRUCTURE_KEY, load_axes
-    from ..io import load_tunable, read_metadata
-    from ..models import resolve
-
-    path = resolve(name_or_path)
-    try:
-        multi = STRUCTURE_KEY in read_metadata(path)
-    except Exception:  # noqa: BLE001  (not a model file: load_tunable says so in its words)
-        multi = False
-    return (load_axes(path) if multi else load_tunable(path)).to(device).eval()
-
-
 def run_command(args: argparse.Namespace) -> int:
     """Run ``ftn run`` for parsed ``args``; returns the exit status (0, 1: some files failed, 2: refused)."""
     try:
@@ -618,7 +605,9 @@ def _run(args: argparse.Namespace) -> int:
         jobs = [(src, dst)]
 
     device = _device(args.device)
-    model = _load_model(args.model, device)
+    from ..api import load_model
+
+    model = load_model(args.model, device)
     from ..methods.axes import AxesModel
 
     plan: _Plan | _AxesPlan
@@ -666,7 +655,9 @@ def _run_video(args: argparse.Namespace, src: Path, out: Path, tile: int | str |
     if not (math.isfinite(seconds) and seconds > 0):
         raise UsageError(f"--segment-seconds must be a number > 0, got {args.segment_seconds!r}")
     dst = out / src.name if out.is_dir() else out
-    model = _load_model(args.model, _device(args.device))
+    from ..api import load_model
+
+    model = load_model(args.model, _device(args.device))
     print(_model_line(args.model, model))
     schedule = build_schedule(model, alpha=args.alpha, level=args.level, alpha_map=args.alpha_map,
                               allow_extrapolation=args.allow_extrapolation)

@@ -310,10 +310,10 @@ class FTNLoadModel:
         return f"{file}:{stat.st_mtime_ns}:{stat.st_size}"
 
     def load(self, model: str, device: str = "auto", path: str = "") -> tuple[FTNModel, str]:
-        from ..infer.cli import _load_model  # ``ftn run``'s loader: one axis or several, in eval mode
+        from ..api import load_model  # ``ftn run``'s loader: one axis or several, in eval mode
 
         file = _model_file(model, path)
-        loaded = FTNModel(_load_model(str(file), _device(device)), str(path or "").strip() or model, file)
+        loaded = FTNModel(load_model(str(file), _device(device)), str(path or "").strip() or model, file)
         return loaded, describe_model(loaded)
 
 
