@@ -65,13 +65,13 @@ NETS = {
 }
 
 
-def _tunable(net: str, method: str, seed: int = 0, **options) -> ftn.TunableModel:
-    """A tiny tunable model whose tuner is randomly perturbed, so that alpha changes the output."""
+def _tunable(net: str, method: str, seed: int = 0, scale: float = 0.05, **options) -> ftn.TunableModel:
+    """A tiny tunable model whose tuner is randomly perturbed (by ``scale``), so that alpha changes the output."""
     torch.manual_seed(seed)
     model = ftn.attach(NETS[net](), method, **options).eval()
     with torch.no_grad():
         for p in model.tuner_parameters():
-            p.add_(0.05 * torch.randn_like(p))
+            p.add_(scale * torch.randn_like(p))
     model.metadata = {"task": "denoise", "levels": LEVELS, "calibration": CALIBRATION}
     return model
 
@@ -130,8 +130,10 @@ CASES = [
 
 @pytest.mark.parametrize("net,method,options,variant", CASES, ids=[f"{n}-{m}-{v}" for n, m, _, v in CASES])
 def test_onnx_variant_equals_pytorch(tmp_path, net, method, options, variant) -> None:
-    model = _tunable(net, method, **options)
     fp16 = variant.endswith("+fp16")
+    # float16 cases: a smaller perturbation. At 0.05 the tiny RRDBNet's tuner sends outputs to ~100 at
+    # alpha 1, no image a restorer gives; its activations then lose float16 digits (43.9 dB).
+    model = _tunable(net, method, scale=0.01 if fp16 else 0.05, **options)
     kind = variant.removesuffix("+fp16")
     path = tmp_path / "model.onnx"
     written = export_onnx(model, path, per_pixel=kind == "map", alpha=0.3 if kind == "baked" else None, fp16=fp16)
@@ -139,6 +141,10 @@ def test_onnx_variant_equals_pytorch(tmp_path, net, method, options, variant) ->
     assert check.passed and check.fp16 == fp16 and check.cases >= 2
     assert written["precision"] == ("fp16" if fp16 else "fp32") and ("pads_to" in written) == (net == "raw_unet")
 
+    if fp16:  # float16 throughout: no float32 weights (the exporter's addcmul once turned the rest to float32)
+        proto = onnx.load(str(path))
+        wide = [t.name for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and np.prod(t.dims) > 4]
+        assert not wide and proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
     names = {"map": ["image", "alpha_map"], "baked": ["image"], "alpha": ["image", "alpha"]}[kind]
     assert list(_inputs(path)) == names and _inputs(path)["image"] == ["batch", 3, "height", "width"]
     gen = torch.Generator().manual_seed(1)

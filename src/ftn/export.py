@@ -424,14 +424,14 @@ def run_export(
             if alpha is None:
                 inputs = "alpha_map (N, 1, H, W), at the image's size" if per_pixel else "alpha (1,)"
                 what, where = f"inputs image (N, C, H, W) and {inputs}; alpha 0 ... 1 = {spans}", (
-                    "per-pixel maps (zeros, ones, random, a ramp)" if per_pixel else "alpha 0, 0.5, 1")
+                    "with per-pixel maps (zeros, ones, random, a ramp)" if per_pixel else "at alpha 0, 0.5, 1")
             else:
                 serves = ", ".join(f"{k} {v:.3g}" for k, v in (written.get("level") or {}).items())
                 body = (f"a plain {arch}" if model.capabilities.exact_export
                         else f"{arch} with its {model.method} tuning blocks (no plain equivalent)")
                 what = (f"one input, image (N, C, H, W): {body} at alpha {alpha:g}"
                         f"{', serving ' + serves if serves else ''} (the model spans {spans})")
-                where = f"alpha {alpha:g}"
+                where = f"at alpha {alpha:g}"
             return _report_onnx(out, written, check, what, where)
         if (alpha is None) == (level is None):
             raise ValueError("a safetensors file holds one level: give exactly one of --alpha and --level")
@@ -489,15 +489,15 @@ def _export_axes(
         d = len(model.axes)
         if per_pixel:
             what = f"inputs image (N, C, H, W) and alpha_map (N, {d}, H, W), at the image's size: {names} ({spans})"
-            where = "per-pixel maps (zeros, every axis's top, random, a ramp)"
+            where = "with per-pixel maps (zeros, every axis's top, random, a ramp)"
         elif setting is None:
             what = f"inputs image (N, C, H, W) and alpha ({d},): {names} ({spans})"
-            where = f"{len(check_settings(model))} settings (0, every anchor and corner, between)"
+            where = f"at {len(check_settings(model))} settings (0, every anchor and corner, between)"
         else:
             arch = getattr(model.base_network, "arch_name", None) or type(model.base_network).__name__
             what = (f"one input, image (N, C, H, W): a plain {arch} at " + "; ".join(v.words for v in values.values())
                     + f" (the model spans {spans})")
-            where = "that setting"
+            where = "at that setting"
         return _report_onnx(out, written, check, what, where)
     if alpha is None and level is None:
         raise ValueError("a safetensors file holds one setting: give --level (e.g. sigma=12,quality=70) and/or --alpha")
@@ -538,7 +538,8 @@ def _report_onnx(out: str, written: dict[str, Any], check: OnnxCheck, what: str,
     precision = ", float16 (weights, computation, inputs and output)" if written.get("precision") == "fp16" else ""
     pads = (f"; pads to a multiple of {written['pads_to']} in the graph" if written.get("pads_to") else "")
     print(f"wrote {out} ({_file_size(out)}): onnx{precision}, {what}{pads}")
-    print(f"checked with onnxruntime against PyTorch at {where} ({check.cases} comparisons): {check.words()}")
+    print(f"checked with onnxruntime against PyTorch {where} ({check.cases} comparisons over two image sizes): "
+          f"{check.words()}")
     return 0
 
 

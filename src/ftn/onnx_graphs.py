@@ -183,6 +183,32 @@ def _register_antialias() -> None:
     _ANTIALIAS_REGISTERED = True
 
 
+_ADDCMUL_REGISTERED = False
+
+
+def _register_addcmul() -> None:
+    """Write ``addcmul`` (the per-pixel paths' ``y + A * (X * delta)``) in its inputs' own dtype.
+
+    torch's exporter writes it as ``y + (A * Z) * value`` with ``value`` a float32 constant, which
+    turns a float16 graph into float32 from the first per-pixel layer on; here ``value`` takes the
+    dtype of ``y`` (``CastLike``), and a value of 1 is left out.
+    """
+    global _ADDCMUL_REGISTERED
+    if _ADDCMUL_REGISTERED:
+        return
+    from torch.onnx.symbolic_helper import parse_args
+
+    @parse_args("v", "v", "v", "f")
+    def addcmul(g: Any, y: Any, a: Any, b: Any, value: float) -> Any:
+        product = g.op("Mul", a, b)
+        if value != 1.0:
+            product = g.op("Mul", product, g.op("CastLike", g.op("Constant", value_t=torch.tensor(value)), y))
+        return g.op("Add", y, product)
+
+    torch.onnx.register_custom_op_symbolic("aten::addcmul", addcmul, 15)  # CastLike: opset 15
+    _ADDCMUL_REGISTERED = True
+
+
 def write_graph(
     graph: nn.Module, path: str | os.PathLike, inputs: dict[str, Tensor], *, channels: int,
     probe: Callable[[Tensor], Tensor], multiple: int, fp16: bool = False, opset: int = 17,
@@ -204,6 +230,7 @@ def write_graph(
         opset = max(opset, MAP_OPSET)
     example = (torch.rand(1, channels, *trace_size), *inputs.values())
     if fp16:
+        _register_addcmul()
         # The whole module in half precision: weights, buffers and every operation (a copy: the
         # caller's model stays as it is).
         graph, example = copy.deepcopy(graph).half(), tuple(t.half() for t in example)
