@@ -282,3 +282,17 @@ def test_cli_says_what_each_variant_is(tmp_path, capsys) -> None:
             assert word in printed, (word, printed)
     assert _meta(tmp_path / "baked.onnx")["level"] == {"sigma": pytest.approx(50)}
     assert _inputs(tmp_path / "half.onnx")["alpha"] == [1]
+
+
+def test_cli_multi_axis_per_pixel_in_float16(tmp_path, capsys) -> None:
+    source, out = tmp_path / "restore.safetensors", tmp_path / "restore-map16.onnx"
+    model = _axes()
+    ftn.save_axes(model, source)
+    assert main(["export", "--model", str(source), "--per-pixel", "--fp16", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "alpha_map (N, 2, H, W)" in printed and "sigma in [0, 2], quality in [0, 1]" in printed and "PSNR" in printed
+    maps = np.stack([np.full((9, 14), 1.5), np.tile(np.linspace(0, 1, 14), (9, 1))])[None].astype(np.float32)
+    x = np.random.RandomState(1).rand(1, 3, 9, 14).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x), alpha=torch.from_numpy(maps)).numpy()
+    assert _psnr(_run(out, {"image": x, "alpha_map": maps}), want) > 45
