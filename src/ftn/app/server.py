@@ -8,22 +8,27 @@ Besides serving the page, the server bounds what a request may make it do before
 * images sent inline (``data:`` URLs) meet the upload limits before Gradio decodes them
   (:func:`ftn.app.uploads.check_inline`);
 * a request whose inputs Gradio cannot read (a malformed value, an out-of-range slider, an image
-  Pillow refuses to open) is refused in one line, without a traceback in the server's log.
+  Pillow refuses to open) is refused in one line, without a traceback in the server's log;
+* memory freed after requests goes back to the system (:func:`release_memory_every`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import inspect
 import json
 import os
 import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .config import AppConfig, is_loopback
 from .uploads import UploadLimits, UploadRejected, check_inline
 
-__all__ = ["MAX_REQUEST_BYTES", "BodyLimit", "guard_inputs", "launch"]
+__all__ = ["MAX_REQUEST_BYTES", "BodyLimit", "guard_inputs", "launch", "release_memory_every"]
 
 #: The largest request body other than a file upload. The page sends files through Gradio's upload
 #: route and small JSON (paths, slider values) otherwise; without a cap, 20 requests of 60 MB each
@@ -140,6 +145,31 @@ def guard_inputs(app: Any, limits: UploadLimits) -> None:
     app.preprocess_data = preprocess_data
 
 
+def release_memory_every(seconds: float = 15.0) -> threading.Thread | None:
+    """Hand memory the server no longer uses back to the system every ``seconds``, in a daemon thread.
+
+    The load test found the server 267 MB above its baseline 30 s after the clients stopped: large
+    arrays of refused requests wait in reference cycles (their tracebacks) for Python's collector,
+    and glibc keeps what Python and torch free in its heaps. ``gc.collect`` and glibc's
+    ``malloc_trim`` (not on other C libraries: then only the collector runs) take a few ms.
+    """
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        trim = None
+
+    def loop() -> None:
+        while True:
+            time.sleep(seconds)
+            gc.collect()
+            if trim is not None:
+                trim(0)
+
+    thread = threading.Thread(target=loop, name="ftn-app-release-memory", daemon=True)
+    thread.start()
+    return thread
+
+
 def launch(config: AppConfig, *, block: bool = True) -> Any:
     """Build the app and serve it on ``config.host:config.port``; returns the Gradio Blocks.
 
@@ -161,6 +191,7 @@ def launch(config: AppConfig, *, block: bool = True) -> Any:
               "server read any .safetensors file it can see", file=sys.stderr)
     app = build_app(config)
     guard_inputs(app, config.limits)
+    release_memory_every()
     # One model run at a time: the CPU has few cores, and runs of one cached model would otherwise
     # race on its alpha setting.
     app.queue(default_concurrency_limit=1)
