@@ -275,7 +275,7 @@ def test_export_onnx_takes_the_alpha_vector(files: dict[str, Path], tmp_path: Pa
 EXPORT_REFUSALS = {
     "one number for two axes": (["--alpha", "0.5"], "out.safetensors", "has 2 axes"),
     "no setting": ([], "out.safetensors", "holds one setting"),
-    "onnx with a setting": (["--alpha", "1,1"], "out.onnx", "drop --alpha/--level"),
+    "per-pixel with a setting": (["--alpha", "1,1", "--per-pixel"], "out.onnx", "drop --alpha/--level"),
     "original layout": (["--alpha", "1,1", "--layout", "original"], "out.safetensors", "ftn's own layout only"),
     "alpha past the last anchor": (["--alpha", "3,0"], "out.safetensors", "outside sigma's range [0, 2]"),
 }
