@@ -62,7 +62,7 @@ def tag(path: Path) -> bool:
 
 
 def main() -> int:
-    for name, path in sorted(available().items()):
+    for path in sorted(available().values()):
         if tag(path):
             record_shipped(path)
         write_card(path)
