@@ -343,7 +343,8 @@ def test_crafted_files_cost_little_memory(tmp_path: Path) -> None:
     for make in (_zero_size_rrdbnet, _strided_pth):
         files.append(tmp_path / f"{len(files)}.pth")
         make(files[-1])
-    done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, *map(str, files)], capture_output=True, text=True, timeout=300)
+    # wall time is generous (a busy machine); the script itself takes seconds of CPU
+    done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, *map(str, files)], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:] + done.stdout
     peak_mb = int(done.stdout.split()[-1])
     assert peak_mb < 1500, f"peak RSS {peak_mb} MB"
@@ -423,6 +424,53 @@ def test_train_refuses_in_one_line_before_building_the_model(case: str, tmp_path
     assert code == 2 and err.startswith("ftn train: error:") and "\n" not in err and pattern in err, err[:2000]
     assert len(err) < 1000
     assert sorted(tmp_path.rglob("*")) == before
+
+
+_TRAIN_PEAK_SCRIPT = """
+import resource, sys
+from ftn.train.cli import main
+code = main([sys.argv[1], "--no-progress"])
+print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_a_yaml_alias_bomb_costs_little_memory_and_time(tmp_path: Path) -> None:
+    """``ftn train`` on a 586-byte-style alias bomb, in a fresh process: refused (exit 2) in one line,
+    with a bounded peak RSS and CPU time (it took 3 GB after 40 s and kept growing before)."""
+    import resource
+    import subprocess
+    import sys
+
+    (tmp_path / "train").mkdir()
+    _png(tmp_path / "train" / "a.png")
+    config = tmp_path / "bomb.yaml"
+    config.write_text(_BOMB + "\n" + f"task: denoise\ntrain_data: {tmp_path / 'train'}\narch_options:\n  x: *a9\n")
+    assert config.stat().st_size < 1000
+
+    def cpu_limit() -> None:  # the refusal needs seconds of CPU; a hang is killed, not waited for
+        resource.setrlimit(resource.RLIMIT_CPU, (120, 120))
+
+    done = subprocess.run([sys.executable, "-c", _TRAIN_PEAK_SCRIPT, str(config)], capture_output=True, text=True,
+                          timeout=900, preexec_fn=cpu_limit)
+    assert done.returncode == 0, done.stderr[-2000:]
+    code, peak_mb = map(int, done.stdout.split()[-2:])
+    err = done.stderr.strip()
+    assert code == 2 and err.startswith("ftn train: error:") and "\n" not in err and "alias bomb" in err, err[:500]
+    assert peak_mb < 1000, f"peak RSS {peak_mb} MB"
+
+
+def test_export_writes_with_the_umask_mode(tmp_path: Path) -> None:
+    """Issue 18 item 8: ``ftn export`` outputs follow the umask like any file (not 0600)."""
+    import ftn
+
+    model = tmp_path / "m.safetensors"
+    ftn.save(ftn.attach(ftn.build_arch("adafm_net", size="mini", channels=4, blocks=1), "ftn"), model, task="denoise")
+    old = os.umask(0o022)
+    try:
+        assert ftn_main(["export", "--model", str(model), "--alpha", "0.5", "-o", str(tmp_path / "plain.safetensors")]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "plain.safetensors").stat().st_mode & 0o777 == 0o644
 
 
 def test_a_checkpoint_with_a_wrong_size_rng_state_is_refused(tmp_path: Path) -> None:
