@@ -167,6 +167,15 @@ def to_markdown(results: dict, args: argparse.Namespace, seconds: dict) -> str:
         + "; ".join(f"{m}: {mean_anchor[m]:.2f} dB / {mean_between[m]:.2f} dB / {mean_kink[m]:.3f}" for m in modes) + ".",
         "",
     ]
+    if len(modes) == 2:
+        a, b = modes
+        better = b if (mean_anchor[b] >= mean_anchor[a] and mean_between[b] >= mean_between[a]
+                       and mean_kink[b] <= mean_kink[a]) else a if (mean_anchor[a] >= mean_anchor[b] and
+                                                                  mean_between[a] >= mean_between[b] and
+                                                                  mean_kink[a] <= mean_kink[b]) else None
+        lines += [f"**{better}** is at least as good on all three counts at this budget (quality at the anchors, between "
+                  "them, and smoothness across them)." if better else
+                  "Neither mode is at least as good on all three counts at this budget.", ""]
     return "\n".join(lines)
 
 
