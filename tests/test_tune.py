@@ -20,6 +20,7 @@ import ftn
 from ftn.cli import main as cli_main
 from ftn.io import read_metadata, read_state_dict
 from ftn.levels import describe_levels, level_to_alpha
+from ftn.models import MODELS_DIR
 from ftn.train import read_checkpoint_info
 from ftn.tuning import (
     BaseSpec,
@@ -261,12 +262,13 @@ def test_resume_keeps_the_sizes_chosen_from_free_memory(files, tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         tune(files["base"], out=out, **run)
     monkeypatch.setattr(data_module.SpecSource, "batch", original)
+    note = read_checkpoint_info(checkpoint_path(out))["config"]["sizes"]  # the free memory it saw (it varies)
     monkeypatch.setattr(loop_module, "free_memory", lambda device: (1000, "almost nothing"))  # memory has changed
     resumed = tune(files["base"], out=out, resume=True, **run)
     a, b = read_state_dict(straight), read_state_dict(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
     tuned = read_metadata(resumed)["tuned"]
-    assert (tuned["batch_size"], tuned["patch_size"]) == (8, 32) and tuned["sizes"] == sizes["sizes"]  # how, too
+    assert (tuned["batch_size"], tuned["patch_size"]) == (8, 32) and tuned["sizes"] == note  # how, too
 
 
 def test_minutes_budget_stops(files, tmp_path, monkeypatch) -> None:
@@ -454,6 +456,12 @@ def _hostile_cases(files: dict[str, Path], tmp: Path) -> dict[str, tuple[list[st
         "not safetensors": ([base, "--to", "noise:50", *data, "-o", str(tmp / "out" / "tuned.pth")] + common,
                             "must be a .safetensors file"),
         "no output": ([base, "--to", "noise:50", *data] + common, "-o OUT"),
+        "no base given": (["--to", "noise:50", *data] + common, "give the base"),
+        "base given twice": ([base, "--base", base, "--to", "noise:50", *data] + common, "give the base once"),
+        "output among the shipped models": ([base, "--to", "noise:50", *data, "-o", str(MODELS_DIR / "t.safetensors")]
+                                            + common, "shipped with ftn"),
+        "zero checkpoint steps": ([base, "--to", "noise:50", *data, "--checkpoint-every", "0"] + common,
+                                  "checkpoint_every must be a positive"),
         "patch over every image": ([base, "--to", "noise:50", *data, "--iters", "2", "--patch-size", "64", "--no-progress"],
                                    "no image in .*clean is at least 64x64 pixels"),
     }

@@ -16,6 +16,13 @@ Where both ends are numeric levels of one task (``noise:25`` -> ``noise:50``), a
 are held out of training and the level -> alpha calibration measured on them is stored in the file
 (:mod:`ftn.tuning.calibrate`), so ``ftn run --level 40`` works. Batch and patch size not given are
 chosen from free memory (:mod:`ftn.tuning.sizes`).
+
+A tunable model grows the same way (:mod:`ftn.tuning.grow_loop`, :mod:`ftn.tuning.grow`): one more
+anchor after an axis's last, or one more axis; only the new tuner trains, every setting the model had
+keeps its output bit for bit, and the new part's calibration joins the file's levels::
+
+    ftn.tune("mine.safetensors", axis="sigma", add_anchor="noise:100", data="photos/", out="mine-3.safetensors")
+    ftn.tune("denoise", new_axis="quality", to="jpeg:40", data="photos/", out="restore.safetensors")
 """
 
 from typing import Any

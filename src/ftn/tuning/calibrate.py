@@ -14,6 +14,7 @@ computed once per forward), on centre crops; about a minute on a CPU for a 17-la
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ from ..eval.metrics import psnr
 from ..eval.sweep import SweepResult, calibrate
 from ..levels import with_calibration
 from ..methods import TunableModel
+from ..tasks import Task
 from .specs import JpegSpec, LevelSpec, NoiseSpec
 
-__all__ = ["MIN_IMAGES_TO_HOLD_OUT", "calibratable", "calibrate_tuned", "hold_out"]
+__all__ = ["MIN_IMAGES_TO_HOLD_OUT", "calibratable", "calibrate_tuned", "hold_out", "measure_calibration"]
 
 #: With fewer images in ``--data`` none is held out: training needs them all, and the calibration is
 #: measured on training images (the file says so).
@@ -95,6 +97,41 @@ def calibrate_tuned(
         ValueError: ends that are not numeric levels of one task, fewer than 2 levels or alphas,
             or no images.
     """
+    model.eval()
+    device = next(iter(model.parameters()), torch.empty(0)).device  # measured where the model is (a GPU after training)
+
+    def run(x: torch.Tensor, alpha: float) -> torch.Tensor:
+        return model(x.to(device), alpha=alpha).cpu()
+
+    entry = measure_calibration(run, level1, level2, images, grey=grey, levels=levels, alphas=alphas, crop=crop,
+                                seed=seed, files_name=files_name)
+    return with_calibration(model.metadata, entry)
+
+
+@torch.inference_mode()
+def measure_calibration(
+    run: Callable[[torch.Tensor, float], torch.Tensor],
+    level1: NoiseSpec | JpegSpec,
+    level2: NoiseSpec | JpegSpec,
+    images: str | os.PathLike | list[str | os.PathLike],
+    *,
+    grey: bool,
+    task: Task | None = None,
+    levels: int = 6,
+    alphas: int = 11,
+    crop: int = 96,
+    seed: int = 0,
+    files_name: str = "held-out files",
+) -> dict[str, Any]:
+    """The calibration entry (:func:`ftn.levels.calibration_entry`) of ``run(x, t)``, t in [0, 1] going
+    from ``level1`` to ``level2`` (:func:`calibrate_tuned` with ``run`` = the model at alpha t; one
+    segment of a multi-anchor axis with ``run`` = the model at anchor k + t). ``task``: the
+    degradation of the inputs (default ``level2.task``; a :class:`~ftn.tuning.data.WithContext` adds
+    the other axes' anchor-0 degradations). Not stored anywhere: the caller does that.
+
+    Raises:
+        ValueError: as :func:`calibrate_tuned`.
+    """
     from ..data.datasets import EvalSet
 
     if not calibratable(level1, level2):
@@ -106,7 +143,7 @@ def calibrate_tuned(
     if isinstance(level1, JpegSpec):
         level_grid = sorted({round(v) for v in level_grid}, key=lambda v: abs(v - l1))
     alpha_grid = [round(j / (alphas - 1), 4) for j in range(alphas)]
-    task = level2.task
+    task = level2.task if task is None else task
     degraded, clean, per_level, names = [], [], [], []
     for level in level_grid:
         data = _eval_set(EvalSet, images, task, level, seed=seed, grey=grey)
@@ -119,11 +156,6 @@ def calibrate_tuned(
         raise ValueError("no images to calibrate on")
     shapes = {tuple(x.shape) for x in degraded}
     batch = torch.stack(degraded) if len(shapes) == 1 else None  # images smaller than the crop differ
-    model.eval()
-    device = next(iter(model.parameters()), torch.empty(0)).device  # measured where the model is (a GPU after training)
-
-    def run(x: torch.Tensor, alpha: float) -> torch.Tensor:
-        return model(x.to(device), alpha=alpha).cpu()
 
     table = [[0.0] * len(alpha_grid) for _ in level_grid]
     for j, alpha in enumerate(alpha_grid):
@@ -141,7 +173,7 @@ def calibrate_tuned(
     result = SweepResult(task=task.name, level_name=task.level_name, train_levels=[float(l1), float(l2)],
                          levels=[float(v) for v in level_grid], alphas=alpha_grid, psnr=table, input_psnr=inputs,
                          images=len(names), data=data_name, crop=crop)
-    return with_calibration(model.metadata, calibrate(result))
+    return calibrate(result)
 
 
 def _eval_set(cls, images, task, level, *, seed: int, grey: bool):

@@ -25,14 +25,27 @@ def _number(text: str | None, option: str, kind: type) -> Any:
 
 
 def _try(out: Any) -> str:
-    """``--level L`` in the middle of the calibrated range where the file has a calibration, else ``--alpha 0.5``."""
+    """A setting to try on the tuned file: the middle of each calibrated range (``--level``), else ``--alpha``."""
     from ..io import read_metadata
+    from ..levels import Levels
 
-    calibration = read_metadata(out).get("calibration")
-    if isinstance(calibration, dict) and calibration.get("levels"):
-        levels = calibration["levels"]
-        return f"--level {(levels[0] + levels[-1]) / 2:g}"
-    return "--alpha 0.5"
+    meta = read_metadata(out)
+    try:
+        levels = Levels.from_metadata(meta)
+    except ValueError:
+        return "--alpha 0.5"
+    if "multi_axis" not in meta:
+        calibration = levels.axes[0].calibration if len(levels.axes) == 1 else None
+        if calibration is not None:
+            return f"--level {(calibration.levels[0] + calibration.levels[-1]) / 2:g}"
+        return "--alpha 0.5"
+    parts = []
+    for axis in levels.axes:
+        if axis.calibration is not None:
+            parts.append(f"{axis.name}={(axis.calibration.levels[0] + axis.calibration.levels[-1]) / 2:g}")
+        elif axis.anchors is not None:
+            parts.append(f"{axis.name}={axis.anchors[-1]:g}")
+    return f"--level {','.join(parts)}" if parts else "--alpha " + ",".join("0.5" for _ in meta["multi_axis"]["axes"])
 
 
 DESCRIPTION = (
@@ -42,7 +55,10 @@ DESCRIPTION = (
     "(--teacher) or your own before/after pairs (--pairs, matched by file stem). Where both ends are levels "
     "of one task, a few --data images are held out and the level -> alpha calibration is stored after "
     "training, so `ftn run --level` works; otherwise use --alpha. Batch and patch size come from free memory "
-    "unless given."
+    "unless given. A tunable model grows: --axis sigma --add-anchor noise:100 adds an anchor after the axis's last, "
+    "--new-axis quality --to jpeg:40 adds an axis (a one-axis model becomes a multi-axis one); only the new tuner "
+    "trains, every setting the model had keeps its output bit for bit, and the new part is calibrated on held-out "
+    "images."
 )
 
 
@@ -52,8 +68,9 @@ def add_parser(subparsers: Any) -> None:
 
     p = subparsers.add_parser("tune", help="give a level slider to a trained network: train a tuner on the frozen base",
                               description=DESCRIPTION)
-    p.add_argument("base", help="the base: an ftn model file, a shipped model's name, a checkpoint ftn.load_base reads, "
-                                "or one spandrel recognises (pip install --no-deps 'spandrel>=0.4,<0.5')")
+    p.add_argument("base", nargs="?", help="the base: an ftn model file, a shipped model's name, a checkpoint ftn.load_base "
+                                           "reads, or one spandrel recognises (pip install --no-deps 'spandrel>=0.4,<0.5')")
+    p.add_argument("--base", dest="base_option", metavar="MODEL", help="the base, as an option (the same as BASE)")
     p.add_argument("--from", dest="from_", metavar="SPEC", help="level 1, what the base was trained for (default: 'base')")
     p.add_argument("--to", metavar="SPEC", help="level 2: noise:SIGMA[,clip|,unclipped] or jpeg:QUALITY")
     p.add_argument("--teacher", metavar="MODEL", help="level 2 is this model's output on the same input")
@@ -63,7 +80,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("-o", "--out", help="the tuned model file (.safetensors; required)")
     p.add_argument("--iters", metavar="N", help=f"training steps (default {DEFAULT_ITERS})")
     p.add_argument("--minutes", metavar="M", help="train for this many minutes instead")
-    p.add_argument("--method", default="ftn", help="tuning method (default ftn; dni, adafm, ...)")
+    p.add_argument("--method", help="tuning method (default ftn; dni, adafm, ...; growing: the base's)")
     p.add_argument("--groups", metavar="G", help="FTN groups (default: the method's)")
     p.add_argument("--batch-size", metavar="B", help="patches per step (default: from free memory, at most 8 on a CPU, 16 on a GPU)")
     p.add_argument("--patch-size", metavar="P", help="patch side in pixels (default: from free memory, at most 64 on a CPU, 96 on a GPU)")
@@ -74,6 +91,16 @@ def add_parser(subparsers: Any) -> None:
                    help=f"--data images kept out of training for the calibration (default {DEFAULT_HOLD_OUT}, "
                         "at most a third; none with fewer than 6 images)")
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
+    p.add_argument("--checkpoint-every", metavar="N", default="100",
+                   help="write the checkpoint every N steps (default 100; also on Ctrl-C and at the end)")
+    grow = p.add_argument_group("growing a tunable model (one new tuner trains; everything else is frozen)")
+    grow.add_argument("--add-anchor", metavar="SPEC", help="a new anchor after the axis's last: noise:SIGMA or jpeg:QUALITY")
+    grow.add_argument("--axis", metavar="NAME", help="the axis that gains the anchor (default: the model's only axis)")
+    grow.add_argument("--new-axis", metavar="NAME", help="a new axis (e.g. quality) reaching --to SPEC; its anchor 0 is "
+                                                         "--from SPEC, else none (sigma 0, quality 100)")
+    grow.add_argument("--chain", action=argparse.BooleanOptionalAction, default=None,
+                      help="a one-axis base's later anchors start from the anchor before (default) or, with --no-chain, "
+                           "from the base")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu or cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_tune)
@@ -95,17 +122,24 @@ def run_tune(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, tune: Any) -> int:
     try:
+        if args.base is not None and args.base_option is not None:
+            raise ValueError("give the base once: BASE or --base MODEL")
+        base = args.base if args.base is not None else args.base_option
+        if base is None:
+            raise ValueError("give the base: ftn tune BASE ... or ftn tune --base MODEL ...")
         if not args.out:
             raise ValueError("give the tuned model's file with -o OUT.safetensors")
         groups = _number(args.groups, "--groups", int)
         options = {} if groups is None else {"groups": groups}
-        out = tune(args.base, to=args.to, from_=args.from_, data=args.data, teacher=args.teacher,
+        out = tune(base, to=args.to, from_=args.from_, data=args.data, teacher=args.teacher,
                    pairs=tuple(args.pairs) if args.pairs else None, method=args.method, method_options=options,
                    iters=_number(args.iters, "--iters", int), minutes=_number(args.minutes, "--minutes", float),
                    batch_size=_number(args.batch_size, "--batch-size", int),
                    patch_size=_number(args.patch_size, "--patch-size", int), lr=_number(args.lr, "--lr", float),
                    out=args.out, resume=args.resume, device=args.device, progress=not args.no_progress,
-                   calibrate=not args.no_calibrate, hold_out_images=_number(args.hold_out, "--hold-out", int))
+                   calibrate=not args.no_calibrate, hold_out_images=_number(args.hold_out, "--hold-out", int),
+                   axis=args.axis, add_anchor=args.add_anchor, new_axis=args.new_axis, chain=args.chain,
+                   checkpoint_every=_number(args.checkpoint_every, "--checkpoint-every", int))
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"ftn tune: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2

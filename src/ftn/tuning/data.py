@@ -6,7 +6,8 @@ would have seen:
 
 * :class:`SpecSource` (``noise:SIGMA``, ``jpeg:QUALITY``): clean patches of ``--data`` degraded at
   level 2; the target is the clean patch. ``files`` limits it to some of the folder's images (the
-  others are held out for the calibration, :mod:`ftn.tuning.calibrate`).
+  others are held out for the calibration, :mod:`ftn.tuning.calibrate`). ``context``: fixed
+  degradations of a multi-axis model's other axes, at their anchor 0 (:class:`WithContext`).
 * :class:`TeacherSource`: input = a patch of ``--data`` (degraded at level 1 when ``--from`` names
   one, else as it is); target = the teacher's output on that input, computed without gradients.
 * :class:`PairsSource`: aligned random crops of the user's before/after images, matched by file stem.
@@ -31,7 +32,43 @@ from ..data.images import list_images
 from ..tasks import Task, get_task
 from .specs import JpegSpec, LevelSpec, NoiseSpec
 
-__all__ = ["PairsSource", "SpecSource", "TeacherSource", "Source", "data_files", "smallest_side"]
+__all__ = ["PairsSource", "SpecSource", "TeacherSource", "Source", "WithContext", "data_files", "smallest_side"]
+
+
+class WithContext(Task):
+    """A task at the level asked, together with fixed degradations of other axes (``context``).
+
+    On a multi-axis model the point where one axis's tuner trains has every other axis at anchor 0,
+    the level the base already handles there (sigma 20 for a denoiser given a JPEG axis): the input
+    holds that degradation too. Noise comes before compression whichever axis is being trained, as
+    a camera adds noise before it saves the file. Noise of sigma 0 is left out (it adds nothing).
+    The one generator drives every step, so a patch is still a pure function of (seed, step, index).
+    """
+
+    def __init__(self, task: Task, context: Sequence[NoiseSpec | JpegSpec] = ()) -> None:
+        self.main = task
+        self.context = tuple(s for s in context if not (isinstance(s, NoiseSpec) and s.sigma == 0))
+        self.name = task.name  # type: ignore[misc]  # labels and sweeps read the main task's words
+        self.level_name = task.level_name  # type: ignore[misc]
+
+    def check_level(self, level: float) -> float:
+        return self.main.check_level(level)
+
+    def degrade(self, clean: Tensor, level: float, generator: torch.Generator | None = None) -> Tensor:
+        steps = [(s.task, s.level) for s in self.context] + [(self.main, level)]
+        steps.sort(key=lambda step: step[0].name == "dejpeg")  # stable: noise first, then JPEG
+        x = clean
+        for task, value in steps:
+            x = task.degrade(x, value, generator=generator)
+        return x
+
+    @property
+    def options(self) -> dict:
+        return {**self.main.options, "context": [s.record() for s in self.context]}
+
+    def describe(self) -> str:
+        """`` with sigma 20 (the other axes at anchor 0)`` or ""."""
+        return f" with {', '.join(s.name for s in self.context)}" if self.context else ""
 
 
 def _check_folder(folder: str | os.PathLike | None, what: str) -> Path:
@@ -96,10 +133,13 @@ class SpecSource:
     """Clean patches of ``data`` degraded at ``spec`` (level 2); the target is the clean patch."""
 
     def __init__(self, spec: NoiseSpec | JpegSpec, data: str | os.PathLike | None, *, patch_size: int,
-                 grey: bool, seed: int = 0, files: Sequence[Path] | None = None) -> None:
-        folder = _check_folder(data, f"--to {spec.name}")
-        self.sampler = _sampler(folder, files, spec.task, spec.level, patch_size, seed=seed, grey=grey)
-        self.description = f"{len(self.sampler)} images of {folder.name}, degraded to {spec.name}"
+                 grey: bool, seed: int = 0, files: Sequence[Path] | None = None,
+                 context: Sequence[NoiseSpec | JpegSpec] = (), what: str | None = None) -> None:
+        folder = _check_folder(data, what or f"--to {spec.name}")
+        task = WithContext(spec.task, context) if context else spec.task
+        self.sampler = _sampler(folder, files, task, spec.level, patch_size, seed=seed, grey=grey)
+        extra = task.describe() if isinstance(task, WithContext) else ""
+        self.description = f"{len(self.sampler)} images of {folder.name}, degraded to {spec.name}{extra}"
 
     def batch(self, step: int, batch_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
         """(degraded, clean) of ``step``, each (B, C, P, P), on ``device``."""

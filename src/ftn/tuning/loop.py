@@ -56,7 +56,7 @@ from .defaults import DEFAULT_BATCH, DEFAULT_HOLD_OUT, DEFAULT_ITERS, DEFAULT_LR
 from .sizes import activation_elements, choose_sizes, free_memory
 from .specs import JpegSpec, LevelSpec, NoiseSpec, PairsSpec, TeacherSpec, resolve_levels
 
-__all__ = ["tune", "load_network", "checkpoint_path", "DEFAULT_LR", "DEFAULT_BATCH", "DEFAULT_PATCH", "DEFAULT_ITERS"]
+__all__ = ["tune", "load_network", "checkpoint_path", "check_run", "run_steps", "DEFAULT_LR", "DEFAULT_BATCH", "DEFAULT_PATCH", "DEFAULT_ITERS"]
 
 #: Settings a resumed run may change: the budget, the device, the bar.
 _RESUMABLE = {"iters", "minutes", "device", "checkpoint_every"}
@@ -151,6 +151,49 @@ def _build_source(level1: LevelSpec, level2: LevelSpec, *, data: Any, teacher: n
     return PairsSource(level2.input_dir, level2.target_dir, patch_size=patch_size, grey=grey, seed=seed)
 
 
+def check_run(out: str | os.PathLike, inputs: dict[str, Any], *, resume: bool, iters: int | None,
+              minutes: float | None, batch_size: int | None, patch_size: int | None, lr: float,
+              checkpoint_every: int, hold_out_images: int) -> tuple[Path, Path, int | None]:
+    """The checks every tune run makes before anything is read: (out, its checkpoint, iters).
+
+    ``inputs``: name -> the files the run reads (the output never replaces one of them).
+
+    Raises:
+        ValueError / FileNotFoundError: a refused argument (one line).
+    """
+    if iters is not None and minutes is not None:
+        raise ValueError("give --iters or --minutes, not both")
+    _check_positive("iters", iters)
+    _check_positive("minutes", minutes, integer=False)
+    _check_positive("batch_size", batch_size)
+    _check_positive("patch_size", patch_size)
+    _check_positive("lr", lr, integer=False)
+    _check_positive("checkpoint_every", checkpoint_every)
+    if not isinstance(hold_out_images, int) or isinstance(hold_out_images, bool) or hold_out_images < 0:
+        raise ValueError(f"the number of held-out images must be a whole number >= 0, got {hold_out_images!r}")
+    if iters is None and minutes is None:
+        iters = DEFAULT_ITERS
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"the output must be a .safetensors file, got {out}")
+    ckpt = checkpoint_path(out)
+    from ..models import MODELS_DIR
+
+    if out.resolve().parent == MODELS_DIR.resolve():  # `--model denoise` must keep working
+        raise ValueError(f"the output {out} is in the folder of the models shipped with ftn; write it elsewhere")
+    for name, given in inputs.items():  # never overwrite an input
+        if isinstance(given, (str, os.PathLike)) and Path(given).is_file():
+            if Path(given).resolve() == out.resolve():
+                raise ValueError(f"the output {out} is the {name} file itself; write the tuned model to another file")
+            if Path(given).resolve() == ckpt.resolve():
+                raise ValueError(f"the output's checkpoint {ckpt} would be the {name} file; write the tuned model to another file")
+    if resume and not ckpt.is_file():
+        raise FileNotFoundError(f"cannot resume: no checkpoint at {ckpt}; run without --resume to start")
+    if not resume and ckpt.is_file():
+        raise ValueError(f"{ckpt} holds an earlier run: pass --resume to continue it, or delete it to start again")
+    return out, ckpt, iters
+
+
 def tune(
     base: nn.Module | str | os.PathLike,
     *,
@@ -159,7 +202,7 @@ def tune(
     data: str | os.PathLike | None = None,
     teacher: nn.Module | str | os.PathLike | None = None,
     pairs: tuple[str | os.PathLike, str | os.PathLike] | None = None,
-    method: str = "ftn",
+    method: str | None = None,
     method_options: dict[str, Any] | None = None,
     iters: int | None = None,
     minutes: float | None = None,
@@ -174,8 +217,18 @@ def tune(
     checkpoint_every: int = 100,
     calibrate: bool = True,
     hold_out_images: int = DEFAULT_HOLD_OUT,
+    axis: str | None = None,
+    add_anchor: str | None = None,
+    new_axis: str | None = None,
+    chain: bool | None = None,
 ) -> Path:
     """Tune ``base`` from level 1 (``from_``, or "the base") to level 2 (``to``, ``teacher`` or ``pairs``).
+
+    Or grow a tunable ``base`` (:mod:`ftn.tuning.grow_loop`): ``add_anchor="noise:100"`` (with
+    ``axis``) adds an anchor after the axis's last, ``new_axis="quality"`` (with ``to``, optionally
+    ``from_``) adds an axis; only the new tuner trains, and every setting the base had gives the same
+    output bit for bit. ``chain`` (a one-axis base only): later anchors start from the one before.
+    ``method`` defaults to ftn (to the base's when growing).
 
     Writes the tuned model to ``out`` (``ftn.load(out)``; a base that is not an ftn architecture
     needs ``ftn.load(out, model=...)``) and returns its path. Trains for ``iters`` steps, or for
@@ -194,35 +247,25 @@ def tune(
         ValueError / FileNotFoundError: a refused argument (one line, nothing written).
         KeyboardInterrupt: after Ctrl-C, once the checkpoint is saved.
     """
+    if add_anchor is not None or new_axis is not None:
+        if teacher is not None or pairs is not None:
+            raise ValueError("--add-anchor and --new-axis take their level as a noise or JPEG spec, not --teacher or --pairs")
+        from .grow_loop import grow
+
+        return grow(base, axis=axis, add_anchor=add_anchor, new_axis=new_axis, to=to, from_=from_, chain=chain,
+                    method=method, method_options=method_options, data=data, iters=iters, minutes=minutes,
+                    batch_size=batch_size, patch_size=patch_size, lr=lr, out=out, resume=resume, device=device,
+                    progress=progress, seed=seed, checkpoint_every=checkpoint_every, calibrate=calibrate,
+                    hold_out_images=hold_out_images)
+    if axis is not None or chain is not None:
+        raise ValueError("--axis and --chain/--no-chain go with --add-anchor (or --new-axis)")
+    method = "ftn" if method is None else method
     level1, level2 = resolve_levels(from_, to, None if teacher is None else _teacher_name(teacher), pairs)
     if isinstance(level2, PairsSpec) and data is not None:
         raise ValueError("--data is not used with --pairs (the pairs are the training data); leave it out")
-    if iters is not None and minutes is not None:
-        raise ValueError("give --iters or --minutes, not both")
-    _check_positive("iters", iters)
-    _check_positive("minutes", minutes, integer=False)
-    _check_positive("batch_size", batch_size)
-    _check_positive("patch_size", patch_size)
-    _check_positive("lr", lr, integer=False)
-    _check_positive("checkpoint_every", checkpoint_every)
-    if not isinstance(hold_out_images, int) or isinstance(hold_out_images, bool) or hold_out_images < 0:
-        raise ValueError(f"the number of held-out images must be a whole number >= 0, got {hold_out_images!r}")
-    if iters is None and minutes is None:
-        iters = DEFAULT_ITERS
-    out = Path(out)
-    if out.suffix != ".safetensors":
-        raise ValueError(f"the output must be a .safetensors file, got {out}")
-    ckpt = checkpoint_path(out)
-    for name, given in (("base", base), ("teacher", teacher)):  # never overwrite an input
-        if isinstance(given, (str, os.PathLike)) and Path(given).is_file():
-            if Path(given).resolve() == out.resolve():
-                raise ValueError(f"the output {out} is the {name} file itself; write the tuned model to another file")
-            if Path(given).resolve() == ckpt.resolve():
-                raise ValueError(f"the output's checkpoint {ckpt} would be the {name} file; write the tuned model to another file")
-    if resume and not ckpt.is_file():
-        raise FileNotFoundError(f"cannot resume: no checkpoint at {ckpt}; run without --resume to start")
-    if not resume and ckpt.is_file():
-        raise ValueError(f"{ckpt} holds an earlier run: pass --resume to continue it, or delete it to start again")
+    out, ckpt, iters = check_run(out, {"base": base, "teacher": teacher}, resume=resume, iters=iters, minutes=minutes,
+                                 batch_size=batch_size, patch_size=patch_size, lr=lr, checkpoint_every=checkpoint_every,
+                                 hold_out_images=hold_out_images)
     saved = read_checkpoint_info(ckpt)["config"] if resume else None
     dev = _pick_device(device)
     # The training files: --data less the images held out for the calibration (none where there is none).
@@ -298,48 +341,9 @@ def tune(
         if will_calibrate:
             tqdm.write(f"held out for the calibration after training: {_calibration_images(held, train_files)}")
 
-    t0 = time.perf_counter()
-    done = start
-
-    def save_state() -> None:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=None, step=done,
-                        elapsed_s=elapsed_before + time.perf_counter() - t0, config={**recipe, **run})
-
-    deadline = None if minutes is None else 60.0 * minutes
-    bar = tqdm(total=iters, initial=start, desc="tune", unit="it", dynamic_ncols=True, disable=not progress)
-    try:
-        while iters is None or done < iters:
-            x, target = source.batch(done, batch_size, dev)
-            loss = nn.functional.l1_loss(model(x, alpha=1.0), target)
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise ValueError(f"the loss became {loss_value} at step {done + 1}; lower lr (now {lr:g})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            done += 1
-            spent = time.perf_counter() - t0
-            postfix = {"loss": f"{loss_value:.4f}"}
-            if deadline is not None:
-                left = int(max(0.0, deadline - spent))
-                postfix["left"] = f"{left // 60}:{left % 60:02d}"
-            bar.set_postfix(postfix, refresh=False)
-            bar.update(1)
-            if done % checkpoint_every == 0:
-                save_state()
-            if deadline is not None and spent >= deadline:
-                break
-    except KeyboardInterrupt:
-        bar.close()
-        if done > start:
-            save_state()
-            tqdm.write(f"interrupted after step {done}: checkpoint {ckpt} (continue with --resume)")
-        raise
-    bar.close()
-    save_state()
-
-    wall = elapsed_before + time.perf_counter() - t0
+    done, wall = run_steps(model, optimizer, source, alpha=1.0, device=dev, ckpt=ckpt, config={**recipe, **run}, start=start,
+                           elapsed_before=elapsed_before, iters=iters, minutes=minutes, batch_size=batch_size, lr=lr,
+                           checkpoint_every=checkpoint_every, progress=progress)
     metadata: dict[str, Any] = {
         "levels": [level1.metadata(), level2.metadata()],
         "tuned": {**recipe, "sizes": sizes_note, "iterations": done, "wall_time_s": round(wall, 1), "device": str(dev),
@@ -371,8 +375,60 @@ def tune(
     return out
 
 
+def run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, source: Source, *, alpha: Any,
+              device: torch.device, ckpt: Path,
+              config: dict[str, Any], start: int, elapsed_before: float, iters: int | None, minutes: float | None,
+              batch_size: int, lr: float, checkpoint_every: int, progress: bool) -> tuple[int, float]:
+    """Adam steps from ``start`` on ``source``'s batches at ``alpha`` (a number, or a multi-axis
+    training point), L1 loss; until ``iters`` or the ``minutes`` budget of this call. The state goes
+    to ``ckpt`` every ``checkpoint_every`` steps, on Ctrl-C (then the KeyboardInterrupt goes on) and
+    at the end. Returns (steps done in all, wall seconds in all)."""
+    t0 = time.perf_counter()
+    done = start
+
+    def save_state() -> None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=None, step=done,
+                        elapsed_s=elapsed_before + time.perf_counter() - t0, config=config)
+
+    deadline = None if minutes is None else 60.0 * minutes
+    bar = tqdm(total=iters, initial=start, desc="tune", unit="it", dynamic_ncols=True, disable=not progress)
+    try:
+        while iters is None or done < iters:
+            x, target = source.batch(done, batch_size, device)
+            loss = nn.functional.l1_loss(model(x, alpha=alpha), target)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise ValueError(f"the loss became {loss_value} at step {done + 1}; lower lr (now {lr:g})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            done += 1
+            spent = time.perf_counter() - t0
+            postfix = {"loss": f"{loss_value:.4f}"}
+            if deadline is not None:
+                left = int(max(0.0, deadline - spent))
+                postfix["left"] = f"{left // 60}:{left % 60:02d}"
+            bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
+            if done % checkpoint_every == 0:
+                save_state()
+            if deadline is not None and spent >= deadline:
+                break
+    except KeyboardInterrupt:
+        bar.close()
+        if done > start:
+            save_state()
+            tqdm.write(f"interrupted after step {done}: checkpoint {ckpt} (continue with --resume)")
+        raise
+    bar.close()
+    save_state()
+    return done, elapsed_before + time.perf_counter() - t0
+
+
 def _sizes(model: TunableModel, probe: torch.Tensor, device: torch.device, batch_size: int | None,
-           patch_size: int | None, saved: dict[str, Any] | None, smallest: int | None) -> tuple[int, int, str]:
+           patch_size: int | None, saved: dict[str, Any] | None, smallest: int | None,
+           alpha: Any = 1.0) -> tuple[int, int, str]:
     """(batch, patch, how they were chosen): as given, as the checkpoint's (resume), or from free memory."""
     if saved is not None:  # resume: the free memory has changed since; keep the run's sizes
         if batch_size is None and patch_size is None and saved.get("sizes"):
@@ -381,7 +437,7 @@ def _sizes(model: TunableModel, probe: torch.Tensor, device: torch.device, batch
         patch_size = patch_size or saved.get("patch_size")
     if batch_size is not None and patch_size is not None:
         return int(batch_size), int(patch_size), "as given" if saved is None else "as given or as the checkpoint's"
-    elements = activation_elements(model, probe)  # per pixel, the same on any device: measured where the model is (CPU)
+    elements = activation_elements(model, probe, alpha)  # per pixel, the same on any device: measured where the model is (CPU)
     try:
         free, where = free_memory(device)
     except (RuntimeError, OSError) as err:  # a device that does not say: today's CPU defaults

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -69,8 +70,9 @@ def free_memory(device: torch.device) -> tuple[int, str]:
 
 
 @torch.no_grad()
-def activation_elements(model: nn.Module, probe: torch.Tensor) -> float:
-    """Output elements of all leaf modules per input pixel, in one forward of ``model(probe, alpha=1)``."""
+def activation_elements(model: nn.Module, probe: torch.Tensor, alpha: Any = 1.0) -> float:
+    """Output elements of all leaf modules per input pixel, in one forward of ``model(probe, alpha=alpha)``
+    (a multi-axis model takes its training point, ``{"sigma": 2}``)."""
     total = 0
 
     def count(_module: nn.Module, _inputs: object, output: object) -> None:
@@ -83,7 +85,7 @@ def activation_elements(model: nn.Module, probe: torch.Tensor) -> float:
     counted = [m for m in model.modules() if isinstance(m, TunableLayer) or not any(True for _ in m.children())]
     hooks = [m.register_forward_hook(count) for m in counted]
     try:
-        model(probe, alpha=1.0)
+        model(probe, alpha=alpha)
     finally:
         for hook in hooks:
             hook.remove()

@@ -1,0 +1,215 @@
+"""Growing a tunable model: one more anchor on an axis, or one more axis (``ftn tune --add-anchor`` /
+``--new-axis``), every tuner it already has left as it is.
+
+* :func:`as_axes`: a one-axis, two-anchor file (FTN or DNI) as a multi-axis model with that one axis
+  (:meth:`~ftn.methods.axes.AxesModel.import_tunable`); at numbers it computes what the file did, bit
+  for bit.
+* :func:`with_anchor`: the axis gains anchor K + 1 after its last; the new tuner starts where the
+  last anchor is (chained FTN: the identity on W_K; FTN from the base: a copy of anchor K's FTN;
+  DNI: a copy of anchor K's tensors), so training starts from the nearest level trained.
+* :func:`with_axis`: a new axis with two anchors, its tuner the identity (the model is unchanged).
+
+Both keep every existing tensor; the new tuner's hat weight is 0 wherever an old setting lies (a_d
+<= K on the grown axis, 0 on a new one), so outputs at every old setting stay exactly as they were:
+:func:`check_unchanged` proves it on a probe image before and after training.
+
+**What each axis degrades** (:func:`axis_kinds`): training data for a point of a multi-axis model
+needs the degradation of every axis (a noise or a JPEG level). A grown file records it under
+``tuned.axes`` (``{"sigma": {"kind": "noise", "clip": false}, "quality": {"kind": "jpeg"}}``); an
+older one-axis file says it by its ``task`` and ``task_options``; else an axis called ``sigma`` is
+taken as photo-true noise and ``quality`` as JPEG, and the record says it was assumed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..levels import Levels
+from ..methods import TunableModel
+from ..methods.axes import AXES_METHODS, AxesModel, AxisSpec, attach_axes
+from .specs import JpegSpec, NoiseSpec
+
+__all__ = ["MAX_AXES", "MAX_ANCHORS", "as_axes", "axis_kinds", "check_unchanged", "kind_of", "old_settings", "spec_at",
+           "with_anchor", "with_axis"]
+
+#: The bounds :func:`ftn.axes_io.load_axes` accepts (a grown file must load).
+MAX_AXES, MAX_ANCHORS = 8, 16
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def as_axes(model: nn.Module, *, chained: bool | None = None, name: str = "the base") -> AxesModel:
+    """``model`` as a multi-axis model: an :class:`AxesModel` as it is; a one-axis, two-anchor
+    :class:`TunableModel` (FTN or DNI) as one axis with that tuner as anchor 1 (``chained``: how its
+    later anchors start, default True: from the anchor before). ``metadata`` is carried over.
+
+    Raises:
+        ValueError: a plain network, a method without a multi-axis form (AdaFM, CFSNet, Dynamic-Net),
+            or a file that does not name its axis and anchor levels (one line each).
+    """
+    if isinstance(model, AxesModel):
+        if chained is not None:
+            raise ValueError(f"{name} already has axes (chaining is fixed per axis); leave out --chain / --no-chain")
+        return model
+    if not isinstance(model, TunableModel):
+        raise ValueError(f"{name} is a plain network with no tuning method: give it its first axis with "
+                         "ftn tune BASE --to SPEC; --add-anchor and --new-axis grow a tunable model")
+    if model.method not in AXES_METHODS:
+        raise ValueError(f"{name} is tuned with {model.method}, which cannot have several axes or anchors "
+                         f"(multi-axis models use {' or '.join(sorted(AXES_METHODS))}; AdaFM, CFSNet and Dynamic-Net "
+                         "modulate features, not kernels per anchor); tune the base again with --method ftn")
+    try:
+        levels = Levels.from_metadata(getattr(model, "metadata", None))
+        axis = levels.axis()
+    except ValueError:
+        axis = None
+    if axis is None or axis.name is None or axis.anchors is None:
+        raise ValueError(f"{name} does not name its axis and anchor levels (e.g. sigma 20 ... sigma 80), so no level "
+                         "can be added to it")
+    spec = AxisSpec(axis.name, 2, True if chained is None else bool(chained), axis.anchors)
+    grown = attach_axes(model.export(0.0), model.method, [spec], targets=list(model.target_names), **model.options)
+    grown.import_tunable(model, axis.name)
+    grown.metadata = copy.deepcopy(dict(getattr(model, "metadata", {}) or {}))
+    return grown
+
+
+def _rebuild(model: AxesModel, axes: Sequence[AxisSpec]) -> AxesModel:
+    """``model`` with ``axes`` in place of its own, every tensor it has copied over (the new ones as built)."""
+    grown = attach_axes(model.export({}), model.method, list(axes), corners=[dict(c) for c in model.corners],
+                        targets=list(model.target_names), **model.options)
+    missing, unexpected = grown.model.load_state_dict(model.model.state_dict(), strict=False)
+    if unexpected:  # a structure this module did not foresee: refuse rather than drop a tensor
+        raise ValueError(f"cannot grow this model: its tensors {unexpected[:3]} have no place in the grown one")
+    grown.metadata = copy.deepcopy(model.metadata)
+    grown.to(next(iter(model.parameters()), torch.empty(0)).device)
+    return grown
+
+
+def with_anchor(model: AxesModel, axis: str, level: float) -> AxesModel:
+    """A copy of ``model`` whose ``axis`` has one more anchor, at ``level``, after its last.
+
+    Raises:
+        ValueError: an unknown axis, an axis without anchor levels, a level not beyond the last
+            anchor (in the axis's direction), or more anchors than a file may hold (one line).
+    """
+    spec = model.axis(axis)
+    if spec.levels is None:
+        raise ValueError(f"axis {axis!r} does not name its anchor levels, so a level cannot be added to it")
+    last, before = spec.levels[-1], spec.levels[-2]
+    rising = last > before
+    if (level <= last) if rising else (level >= last):
+        raise ValueError(f"{axis} {_number(level)} is not beyond the last anchor ({axis} {_number(last)}): a new anchor "
+                         f"goes after it, {axis} {'>' if rising else '<'} {_number(last)} (anchors now "
+                         f"{', '.join(_number(v) for v in spec.levels)})")
+    if spec.anchors >= MAX_ANCHORS:
+        raise ValueError(f"axis {axis!r} has {spec.anchors} anchors, the most a model file holds")
+    k = spec.segments  # the last anchor; the new one is k + 1
+    axes = [dataclasses.replace(a, anchors=a.anchors + 1, levels=(*spec.levels, float(level))) if a.name == axis else a
+            for a in model.axes]
+    grown = _rebuild(model, axes)
+    copy_last = model.method != "ftn" or not spec.chained  # chained FTN: the identity on W_k is W_k already
+    if copy_last:
+        with torch.no_grad():
+            for _, layer in grown.axes_layers():
+                layer.tuners[axis][str(k + 1)].load_state_dict(layer.tuners[axis][str(k)].state_dict())
+    return grown
+
+
+def with_axis(model: AxesModel, name: str, levels: tuple[float, float]) -> AxesModel:
+    """A copy of ``model`` with a new last axis ``name`` (anchor levels ``levels``), its tuner the identity.
+
+    Raises:
+        ValueError: a name the model has, a bad name or levels, or more axes than a file may hold.
+    """
+    if name in model.axis_names:
+        raise ValueError(f"this model already has an axis {name!r} (its axes: {', '.join(model.axis_names)}); "
+                         "add an anchor to it with --axis and --add-anchor, or name the new axis otherwise")
+    if len(model.axes) >= MAX_AXES:
+        raise ValueError(f"this model has {len(model.axes)} axes, the most a model file holds")
+    return _rebuild(model, [*model.axes, AxisSpec(name, 2, False, tuple(float(v) for v in levels))])
+
+
+# -- what each axis degrades -----------------------------------------------------------------------
+
+def kind_of(spec: NoiseSpec | JpegSpec) -> dict[str, Any]:
+    """The record of a spec's kind without its level: ``{"kind": "noise", "clip": True}``, ``{"kind": "jpeg"}``."""
+    if isinstance(spec, NoiseSpec):
+        return {"kind": "noise", "clip": spec.clip}
+    return {"kind": "jpeg"}
+
+
+def spec_at(kind: Mapping[str, Any], level: float) -> NoiseSpec | JpegSpec:
+    """The level spec of an axis of ``kind`` at ``level``."""
+    if kind["kind"] == "noise":
+        return NoiseSpec(float(level), clip=bool(kind.get("clip", True)))
+    return JpegSpec(int(round(level)))
+
+
+def _kind_of_task(task: Any, options: Any) -> dict[str, Any] | None:
+    options = options if isinstance(options, Mapping) else {}
+    if task == "denoise":
+        return {"kind": "noise", "clip": bool(options.get("clip", False))}
+    if task == "dejpeg":
+        return {"kind": "jpeg"}
+    return None
+
+
+def axis_kinds(metadata: Mapping[str, Any] | None, names: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+    """What each axis in ``names`` degrades: a kind record (with ``"assumed": True`` where guessed from
+    the name), or None where nothing says (see the module docstring)."""
+    meta = metadata or {}
+    tuned = meta.get("tuned")
+    recorded = tuned.get("axes") if isinstance(tuned, Mapping) else None
+    recorded = recorded if isinstance(recorded, Mapping) else {}
+    out: dict[str, dict[str, Any] | None] = {}
+    for name in names:
+        kind = recorded.get(name)
+        if isinstance(kind, Mapping) and kind.get("kind") in ("noise", "jpeg"):
+            out[name] = {k: v for k, v in kind.items() if k in ("kind", "clip")}
+            continue
+        by_task = _kind_of_task(meta.get("task"), meta.get("task_options")) if len(names) == 1 else None
+        if by_task is not None:  # a one-axis file's task is its axis's degradation
+            out[name] = by_task
+            continue
+        guess = {"sigma": {"kind": "noise", "clip": True}, "quality": {"kind": "jpeg"}}.get(name)
+        out[name] = None if guess is None else {**guess, "assumed": True}
+    return out
+
+
+# -- exactness -------------------------------------------------------------------------------------
+
+def old_settings(axes: Sequence[AxisSpec]) -> list[dict[str, float]]:
+    """Settings of a model with ``axes`` that a grown copy must serve exactly as before: 0, every anchor
+    of every axis alone, a point between anchors on each axis, and all axes at once between anchors."""
+    settings: list[dict[str, float]] = [{}]
+    for axis in axes:
+        settings += [{axis.name: float(k)} for k in range(1, axis.anchors)]
+        settings.append({axis.name: axis.segments - 0.37})
+    if len(axes) > 1:
+        settings.append({a.name: min(0.41 + 0.2 * i, a.segments - 0.13) for i, a in enumerate(axes)})
+    return settings
+
+
+@torch.no_grad()
+def check_unchanged(old: nn.Module, new: AxesModel, probe: torch.Tensor, settings: Sequence[Mapping[str, float]],
+                    what: str) -> None:
+    """Refuse (one line) unless ``new`` gives ``old``'s output bit for bit at every setting
+    (``old``: the one-axis TunableModel, at the setting's only value, or an AxesModel)."""
+    for setting in settings:
+        if isinstance(old, AxesModel):
+            expected = old(probe, alpha=dict(setting))
+        else:
+            expected = old(probe, alpha=float(next(iter(setting.values()), 0.0)))
+        got = new(probe, alpha=dict(setting))
+        if got.shape != expected.shape or not torch.equal(got, expected):
+            words = ", ".join(f"{k} {v:g}" for k, v in setting.items()) or "alpha 0"
+            raise ValueError(f"{what}: the grown model differs from the base at {words}; refusing to write it "
+                             "(please report it with the base's architecture)")
