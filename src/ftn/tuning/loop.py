@@ -329,7 +329,9 @@ def tune(
         differ = sorted(k for k in recipe if saved.get(k) != recipe[k])
         if differ:
             k = differ[0]
-            raise ValueError(f"the checkpoint {ckpt.name} was written with another {k} ({saved.get(k)!r} -> {recipe[k]!r}); "
+            # bounded: a base's recipe (its key layout, paths) can be kilobytes long
+            raise ValueError(f"the checkpoint {ckpt.name} was written with another {k} "
+                             f"({str(saved.get(k))[:120]!r} -> {str(recipe[k])[:120]!r}); "
                              f"only {sorted(_RESUMABLE)} may change when resuming")
         info = load_checkpoint(ckpt, model, optimizer)
         start, elapsed_before = int(info["step"]), float(info["elapsed_s"])
