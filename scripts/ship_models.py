@@ -5,6 +5,7 @@
     python scripts/ship_models.py --set device=cuda --set batch_size=64 --set amp=true --stop-after 8 --pack $OUT
     python scripts/ship_models.py --configs configs --tasks denoise               # the 20-minute recipes
     python scripts/ship_models.py --from-run reproduce/runs/perceptual/sr-rrdb/ftn --name sr-pd-x4
+    python scripts/ship_models.py --tag-shipped   # licence and date into shipped models that lack them (cards, MANIFEST)
 
 **A long run in legs.** ``--stop-after MIN`` bounds one call: the stage in progress pauses at a
 checkpoint when the time is up, and the same command continues it later (on another day or machine).
@@ -28,15 +29,22 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import json
 import shutil
+import subprocess
 import sys
 import time
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
 import ftn
 from ftn.eval.sweep import calibrate, parse_alpha_grid, plot_sweep, sweep
+from ftn.io import move_into_place
 from ftn.models import MANIFEST_HEADER, read_manifest
 from ftn.tasks import get_task
 from ftn.train import load_config, train
@@ -147,6 +155,40 @@ def record_shipped(target: Path) -> None:
     entries[target.name] = (digest.hexdigest(), target.stat().st_size)
     lines = [MANIFEST_HEADER] + [f"{name}\t{sha}\t{size}" for name, (sha, size) in sorted(entries.items())]
     manifest.write_text("\n".join(lines) + "\n")
+
+
+def shipped_date(path: Path) -> str | None:
+    """The day ``path`` was last committed (YYYY-MM-DD), or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%cs", "--", str(path)], cwd=PYPROJECT.parent,
+                             capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out or None
+
+
+def tag_shipped(path: Path) -> bool:
+    """Add the card fields a model shipped before this script recorded them lacks (licence from
+    pyproject.toml, the date the file was committed: the day it shipped), tensors copied bit for bit
+    (checked) and the file replaced atomically; True when the file changed."""
+    with safe_open(str(path), framework="pt") as f:
+        raw = dict(f.metadata() or {})
+    meta = json.loads(raw.get("ftn", "{}"))
+    extra = {"license": project_license(), "date": shipped_date(path)}
+    missing = {k: v for k, v in extra.items() if v and k not in meta}
+    if not missing:
+        return False
+    tensors = load_file(str(path))
+    meta.update(missing)
+    tmp = path.with_name(f".{path.name}.tag.tmp")
+    save_file(tensors, str(tmp), metadata={**raw, "ftn": json.dumps(meta, sort_keys=True)})
+    again = load_file(str(tmp))
+    if set(again) != set(tensors) or not all(torch.equal(again[k], tensors[k]) for k in tensors):
+        tmp.unlink()
+        raise SystemExit(f"ship_models --tag-shipped: {path.name}: the tensors did not survive the rewrite; left unchanged")
+    move_into_place(tmp, path)
+    print(f"{path.name}: added {', '.join(f'{k} {v}' for k, v in missing.items())}")
+    return True
 
 
 class Deadline:
@@ -272,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--record", nargs="+", type=Path, default=None, metavar="MODEL",
                         help="only (re)write these shipped files' lines of src/ftn/models/MANIFEST.tsv")
+    parser.add_argument("--tag-shipped", action="store_true",
+                        help="add licence and date to shipped models that lack them; rewrite their MANIFEST lines and cards")
     parser.add_argument("--tasks", nargs="+", default=["denoise", "dejpeg"])
     parser.add_argument("--configs", type=Path, default=Path("configs/ship"),
                         help="folder of <task>-base.yaml and <task>-ftn16.yaml (default: configs/ship, the long photo-true recipes)")
@@ -289,6 +333,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.record:
         for target in args.record:
             record_shipped(target)
+        return 0
+    if args.tag_shipped:
+        from ftn.models import available
+
+        for target in sorted(available().values()):
+            if tag_shipped(target):
+                record_shipped(target)
+            write_card(target)
         return 0
     if args.from_run is not None:
         if not args.name:

@@ -158,7 +158,8 @@ def _upload(page: object, picture: Path, editor: str = "#ftn-editor") -> None:
     page.set_input_files("#ftn-upload input[type=file]", str(picture))
     page.locator("#ftn-status", has_text=f"{SIZE} x {SIZE} pixels").wait_for()
     page.wait_for_function(
-        "(sel) => { const t = document.querySelector(sel).innerText; const m = t.match(/(\\d+)%/);"
+        "(sel) => { const e = document.querySelector(sel); if (!e) return false;"  # shown after the model's update
+        " const t = e.innerText; const m = t.match(/(\\d+)%/);"
         " const ok = m && !/processing/.test(t) && window.__ftnZoom === m[1]; window.__ftnZoom = m && m[1]; return ok; }",
         arg=editor, polling=300,
     )
@@ -270,6 +271,7 @@ def test_two_axes_two_sliders_and_a_stroke_on_the_second_axis(local_page: object
     assert page.locator("#ftn-alpha input[type=range]").get_attribute("max") == "2"
     assert not page.locator("#ftn-alpha-3").is_visible() and not page.locator("#ftn-editor-3").is_visible()
 
+    page.locator("#ftn-editor-2").wait_for()  # the second editor appears with the model's update
     _upload(page, picture, "#ftn-editor-2")
     _paint_stroke(page, "#ftn-editor-2")  # quality only
     page.get_by_label("painted area").check()

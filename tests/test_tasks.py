@@ -65,7 +65,7 @@ def test_registry_and_attributes(name, cls, level_name, default_levels, test_lev
 
 
 def test_get_task_errors() -> None:
-    with pytest.raises(ValueError, match="unknown task 'deblur'; known: dejpeg, denoise, sr, style, style-strength"):
+    with pytest.raises(ValueError, match="unknown task 'deblur'; known: dejpeg, denoise, restore, sr, style, style-strength"):
         get_task("deblur")
     with pytest.raises(TypeError, match="'colour'"):
         get_task("denoise", colour=True)
