@@ -208,7 +208,9 @@ def build_app(config: AppConfig) -> gr.Blocks:
                 ticks.append(gr.update(value=_ticks_html(axis_ticks(axis, k)), visible=True))
                 # Editor 0 keeps its paint, as on the one-axis page; the others start afresh for the new axes.
                 paint = f"Paint where {axis_name} changes (painted area)"  # short: the slider names the anchors
-                editors.append(gr.update(label=paint) if d == 0 else gr.update(label=paint, visible=True, value=fresh))
+                # (an update that sets value=None as well as visible=True leaves a hidden ImageEditor unshown)
+                shown = {"visible": True} if fresh is None else {"visible": True, "value": fresh}
+                editors.append(gr.update(label=paint) if d == 0 else gr.update(label=paint, **shown))
             level = levels_line(model, values)
             names = [axis_name for axis_name, _ in axes]
             gradient = [gr.update(choices=names, value=names[0], visible=True),
