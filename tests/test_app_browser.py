@@ -260,7 +260,7 @@ def _value(page: object, slider: str) -> float:
 
 
 @pytest.mark.xfail(strict=False, reason="known defect, issue [4/6] open on it: on some runs the second axis's paint "
-                   "editor is never shown after the model update (passed 2 of 4 runs on 2026-12-01); not counted as passing")
+                   "editor is never shown after the model update (after the fix in 59e98f0 it passed 2 of 3 runs on 2026-12-01); not counted as passing")
 def test_two_axes_two_sliders_and_a_stroke_on_the_second_axis(local_page: object, two_axes: Path, tmp_path: Path) -> None:
     """A two-axis model shows two sliders labelled by their anchors; a stroke on the quality editor
     changes quality there only, sigma taking its slider everywhere."""
