@@ -420,3 +420,27 @@ def test_two_processes_match_one_process(data, tmp_path) -> None:
     start = ftn.attach(ftn.load(base_path), "ftn", groups=4).model.state_dict()
     assert any(not torch.equal(a[k], start[k]) for k in a)  # the tuner moved
 
+
+
+def test_init_fine_tunes_a_model_at_a_setting_of_several_axes(data, tmp_path) -> None:
+    """``init``: a base stage that starts from a model's weights (the dedicated single-setting models
+    of the ``restore`` grid); the ``restore`` task's level is a setting {sigma, quality}."""
+    first = train(tiny_config(data, tmp_path / "first", task="dejpeg", level=90), progress=False)
+    setting = {"sigma": 30, "quality": 30}
+    config = tiny_config(data, tmp_path / "second", task="restore", level=setting, init=str(first), lr=1e-12, lr_min=0.0,
+                         iterations=2)
+    second = train(config, progress=False)
+    a, b = read_state_dict(first), read_state_dict(second)
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-8) for k in a)  # lr 1e-12: the weights it started from
+    fresh = read_state_dict(train(tiny_config(data, tmp_path / "fresh", task="restore", level=setting, lr=1e-12, lr_min=0.0,
+                                              iterations=2), progress=False))
+    assert not all(torch.allclose(a[k], fresh[k], atol=1e-4) for k in a)  # without init: a random start
+    meta = read_metadata(second)
+    assert meta["task"] == "restore" and meta["levels"] == [{"setting": setting}]
+    assert read_log(tmp_path / "second" / "log.csv")[-1]["val_psnr"]
+    with pytest.raises(ValueError, match="'init'.*for stage 'base'"):
+        validate_config(tiny_config(data, tmp_path / "t", stage="tuner", base=str(first), init=str(first)))
+    with pytest.raises(ValueError, match="tensors do not fit"):
+        train(tiny_config(data, tmp_path / "wide", init=str(first), arch_options={**TINY_ARCH, "channels": 16}),
+              progress=False)

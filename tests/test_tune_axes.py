@@ -215,7 +215,7 @@ def _refusals(files: dict[str, Path]) -> dict[str, tuple[list[str], str]]:
                              "does not name its axis and anchor levels"),
         "axis exists": (f1 + ["--new-axis", "sigma", "--to", "noise:75", *data], "already has an axis 'sigma'"),
         "new axis without level": (f1 + ["--new-axis", "quality", *data], "needs its level as --to"),
-        "both growths": (f1 + ["--new-axis", "quality", "--to", "jpeg:40", "--add-anchor", "noise:75", *data], "one of them"),
+        "both growths": (f1 + ["--new-axis", "quality", "--to", "jpeg:40", "--add-anchor", "noise:75", *data], "give one of"),
         "--axis with --new-axis": (f1 + ["--axis", "sigma", "--new-axis", "quality", "--to", "jpeg:40", *data],
                                    "with --new-axis leave it out"),
         "--to with --add-anchor": (f1 + ["--add-anchor", "noise:75", "--to", "noise:80", *data], "leave out --to"),
@@ -263,3 +263,89 @@ def test_a_grown_file_loads_with_load_axes_and_grows_again(files, tmp_path) -> N
     meta = read_metadata(twice)
     assert meta["tuned"]["axes"]["sigma"] == {"kind": "noise", "clip": False}  # recorded by the first growth
     assert [h["grow"] for h in meta["tuned"]["history"]] == [read_metadata(once)["tuned"]["grow"]]
+
+
+# -- corners: a joint correction where two axes meet at anchors (--corner) ---------------------------
+
+def test_a_corner_changes_only_the_settings_near_it(files, tmp_path, capsys) -> None:
+    """``--corner sigma=50,quality=10`` on a two-axis model (sigma anchors 5, 25, 50; quality 90, 10):
+    the correction at (sigma anchor 2, quality anchor 1) trains on patches with both degradations;
+    every setting with a corner axis a segment or more away keeps its output bit for bit."""
+    out = tmp_path / "corner.safetensors"
+    code = cli_main(["tune", str(files["axes2"]), "--corner", "sigma=50,quality=10", "--data", str(files["clean"]),
+                     *SMALL, "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    old, new = ftn.load(files["axes2"]).eval(), ftn.load(out).eval()
+    assert isinstance(new, AxesModel) and {"sigma": 2, "quality": 1} in [dict(c) for c in new.corners]
+    before, after = read_state_dict(files["axes2"]), read_state_dict(out)
+    added = sorted(set(after) - set(before))
+    assert added and all("sigma=2,quality=1" in k for k in added), added[:3]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    x = load_image(files["in"]).image[None]
+    with torch.no_grad():
+        for setting in ({}, {"sigma": 2.0}, {"quality": 1.0}, {"sigma": 1.0, "quality": 1.0}, {"sigma": 0.9, "quality": 1.0},
+                        {"sigma": 2.0, "quality": 0.0}):
+            assert torch.equal(old(x, alpha=setting), new(x, alpha=setting)), setting
+        for setting in ({"sigma": 2.0, "quality": 1.0}, {"sigma": 1.5, "quality": 0.5}):  # within reach: trained
+            assert not torch.equal(old(x, alpha=setting), new(x, alpha=setting)), setting
+    tuned = read_metadata(out)["tuned"]
+    assert tuned["grow"]["corner"] == {"anchors": {"sigma": 2, "quality": 1}, "levels": {"sigma": 50.0, "quality": 10.0}}
+    assert tuned["to"]["sigma"] == 50 and [c.get("quality") for c in tuned["context"]] == [10]
+    assert old.levels.axes == new.levels.axes  # no calibration changes
+    assert cli_main(["info", str(out)]) == 0
+    assert "sigma=2,quality=1" in capsys.readouterr().out
+
+
+CORNER_REFUSALS = {
+    "not an anchor": ("axes2", ["--corner", "sigma=40,quality=10"], r"sigma=40 is not an anchor of axis sigma \(its anchors beyond the base: 25, 50\)"),
+    "one axis only": ("axes2", ["--corner", "sigma=50"], "two or more axes"),
+    "a one-axis model": ("ftn1", ["--corner", "sigma=50,quality=10"], "has no axis 'quality'"),
+    "the base's anchor": ("axes2", ["--corner", "sigma=5,quality=10"], "not an anchor of axis sigma"),
+    "already there": ("axes2", ["--corner", "sigma=25,quality=10"], "already has corner sigma=1,quality=1"),
+    "with --to": ("axes2", ["--corner", "sigma=50,quality=10", "--to", "noise:30"], "leave out --to"),
+    "with --axis": ("axes2", ["--corner", "sigma=50,quality=10", "--axis", "sigma"], "leave out --axis"),
+    "with --add-anchor": ("axes2", ["--corner", "sigma=50,quality=10", "--add-anchor", "noise:75"], "give one of"),
+    "not a number": ("axes2", ["--corner", "sigma=loud,quality=10"], "is not a number"),
+    "stop-after with minutes": ("axes2", ["--corner", "sigma=50,quality=10", "--stop-after", "1", "--minutes", "1"],
+                                "--iters"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORNER_REFUSALS))
+def test_corner_refusals_are_one_line_and_write_nothing(files, tmp_path, capsys, case) -> None:
+    base, argv, match = CORNER_REFUSALS[case]
+    small = SMALL[2:] if "--minutes" in argv else SMALL  # SMALL starts with --iters 2
+    out = tmp_path / "out.safetensors"
+    code = cli_main(["tune", str(files[base]), *argv, "--data", str(files["clean"]), *small, "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and err.startswith("ftn tune: error: "), err
+    assert re.search(match, err), err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("grow", [{"add_anchor": "noise:75,unclipped"}, {"corner": "sigma=50,quality=10"}, {}],
+                         ids=["anchor", "corner", "one-axis tune"])
+def test_a_run_paused_by_stop_after_continues_to_the_same_model(files, tmp_path, capsys, grow) -> None:
+    """A long run in legs: ``stop_after_s`` pauses at a checkpoint (nothing else written, TrainingPaused,
+    the CLI exits 3); ``resume=True`` continues, and the result equals the run that never paused."""
+    from ftn.tuning.loop import TrainingPaused
+
+    base = files["axes2"] if "corner" in grow else files["ftn1"] if grow else files["plain"]
+    run = dict(FAST, iters=3, data=files["clean"], calibrate=False, **grow)
+    if not grow:
+        run.update(from_="noise:25", to="noise:50")
+    straight = tune(base, out=tmp_path / "straight.safetensors", checkpoint_every=100, **run)
+    out = tmp_path / "legs.safetensors"
+    with pytest.raises(TrainingPaused, match="paused after step 1 of 3"):
+        tune(base, out=out, checkpoint_every=100, stop_after_s=1e-9, **run)
+    assert not out.exists() and checkpoint_path(out).is_file()
+    argv = ["tune", str(base), "--data", str(files["clean"]), "--iters", "3", "--batch-size", "2", "--patch-size", "16",
+            "--no-progress", "--device", "cpu", "--no-calibrate", "--resume", "--stop-after", "1e-9", "-o", str(out)]
+    argv += {"add_anchor": ["--add-anchor", "noise:75,unclipped"], "corner": ["--corner", "sigma=50,quality=10"]}.get(
+        next(iter(grow), ""), ["--from", "noise:25", "--to", "noise:50"])
+    assert cli_main(argv) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ftn tune: paused after step 2 of 3") and "--resume" in err and not out.exists()
+    resumed = tune(base, out=out, resume=True, checkpoint_every=100, **run)
+    a, b = read_state_dict(straight), read_state_dict(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

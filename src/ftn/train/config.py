@@ -56,12 +56,13 @@ class TrainConfig:
     # -- what to learn ----------------------------------------------------------------------------
     task: str = "denoise"
     task_options: dict = field(default_factory=dict)  # get_task(task, **task_options)
-    level: float | None = None  # None: task.default_levels[0] (base) or [1] (tuner)
+    level: float | dict | None = None  # None: task.default_levels[0] (base) or [1] (tuner); restore: {sigma, quality}
 
     # -- the network --------------------------------------------------------------------------------
     arch: str = "adafm_net"  # base stage; the tuner stage takes arch and options from the base file
     arch_options: dict = field(default_factory=dict)
     base: str | None = None  # tuner stage: the stage-1 model.safetensors
+    init: str | None = None  # base stage: start from this model file's weights (fine-tuning), not at random
     method: str = "ftn"  # tuner stage: ftn, dni, adafm, cfsnet, dynamic_net
     method_options: dict = field(default_factory=dict)  # e.g. {groups: 16}
     targets: str | list[str] | None = None  # passed to ftn.attach
@@ -271,6 +272,8 @@ def _check_values(config: TrainConfig) -> None:
         raise ValueError(f"config key 'betas' must be two numbers in [0, 1), got {list(config.betas)}")
     if config.stage == "tuner" and not config.base:
         raise ValueError("config key 'base' is required for stage 'tuner': the stage-1 model.safetensors")
+    if config.init and config.stage != "base":
+        raise ValueError("config key 'init' (start from a model's weights) is for stage 'base'; a tuner starts at the identity")
     if not config.train_data:
         raise ValueError("config key 'train_data' is required: the folder of training images, "
                          "e.g. train_data: ../shared/data/train/BSD432")

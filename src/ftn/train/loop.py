@@ -23,6 +23,7 @@ global batch (up to float summation order). Only rank 0 validates and writes fil
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import platform
@@ -164,9 +165,20 @@ def resolve_config(config: TrainConfig, task: Task) -> tuple[TrainConfig, Any, d
 
 
 def build_model(config: TrainConfig) -> nn.Module:
-    """The network to train: a fresh architecture (base stage) or base + frozen + method (tuner)."""
+    """The network to train: a fresh architecture (base stage; ``init``: with that model file's
+    weights, to fine-tune it) or base + frozen + method (tuner)."""
     if config.stage == "base":
-        return build_arch(config.arch, **config.arch_options)
+        network = build_arch(config.arch, **config.arch_options)
+        if config.init:
+            start = load_model(config.init)
+            if isinstance(start, TunableModel):
+                raise ValueError(f"init {config.init} has a method attached; give a plain network (a stage-1 model)")
+            try:
+                network.load_state_dict(start.state_dict())
+            except RuntimeError:
+                raise ValueError(f"init {config.init} is not a {config.arch} {config.arch_options}: its tensors do not "
+                                 "fit; give arch and arch_options as that model's") from None
+        return network
     base = load_model(config.base)
     if isinstance(base, TunableModel):  # pragma: no cover - resolve_config refuses these first
         raise ValueError(f"{config.base} already has a method attached")
@@ -238,6 +250,18 @@ def next_batch(sampler: PatchSampler, step: int, config: TrainConfig, procs: Pro
     return degraded, clean
 
 
+class _Setting(dict):
+    """A setting of several axes ({sigma, quality}) that can key the scores (it is never changed)."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(json.dumps(self, sort_keys=True))
+
+
+def level_key(level: Any) -> Any:
+    """A level as a dict key: a number as it is, a setting of several axes as a hashable mapping."""
+    return _Setting(level) if isinstance(level, dict) else level
+
+
 def validation_levels(config: TrainConfig) -> list[Any]:
     """The trained level first, then any extra ``val_levels``."""
     extra = [tidy_level(lv) for lv in (config.val_levels or []) if lv != config.level]
@@ -246,7 +270,8 @@ def validation_levels(config: TrainConfig) -> list[Any]:
 
 def build_eval_sets(config: TrainConfig, task: Task, levels: list[Any]) -> dict[Any, EvalSet]:
     """One EvalSet per level (fixed noise seed 0, so runs with different seeds are comparable)."""
-    return {lv: EvalSet(config.val_data, task, lv, seed=0, limit=config.val_limit, grey=config.grey) for lv in levels}
+    return {level_key(lv): EvalSet(config.val_data, task, lv, seed=0, limit=config.val_limit, grey=config.grey)
+            for lv in levels}
 
 
 @torch.inference_mode()
@@ -298,7 +323,7 @@ def append_log(path: Path, columns: list[str], row: dict[str, Any]) -> None:
 
 
 def val_columns(scores: dict[Any, float], levels: list[Any]) -> dict[str, str]:
-    return {name: f"{scores[lv]:.4f}" for name, lv in zip(log_columns(levels)[4:], levels)}
+    return {name: f"{scores[level_key(lv)]:.4f}" for name, lv in zip(log_columns(levels)[4:], levels)}
 
 
 def check_run_folder(out_dir: Path, resume: bool) -> None:
@@ -374,7 +399,7 @@ def write_model_file(path: Path, model: nn.Module, config: TrainConfig, task: Ta
         "iterations": config.iterations,
         "wall_time_s": round(wall_time_s, 1),
         "machine": machine_info(procs),
-        "final_val_psnr": round(scores[config.level], 4) if scores else None,
+        "final_val_psnr": round(scores[level_key(config.level)], 4) if scores else None,
         "val": {"data": config.val_data, "images": config.val_limit, "crop_border": 0, "y_channel": False,
                 "psnr": {task.label(lv): round(s, 4) for lv, s in scores.items()}} if scores else None,
         **extra,
@@ -470,7 +495,7 @@ def _train(config: TrainConfig, procs: Processes, *, resume: bool, progress: boo
         f"{procs.device}; steps {start_step} -> {config.iterations}", procs)
     if config.stage == "tuner" and start_step == 0 and config.val_data and procs.is_main:
         # sanity check: stage 2 starts from level 1 (alpha 0 is the base network)
-        start_set = build_eval_sets(config, task, [level1])[level1]
+        start_set = build_eval_sets(config, task, [level1])[level_key(level1)]
         score = evaluate(model, start_set, stage="tuner", alpha=0.0, device=procs.device, channels_last=config.channels_last)
         extra["start_psnr_alpha0_level1"] = round(score, 4)
         say(f"start: alpha 0 on {task.label(level1)}: {score:.2f} dB (the base network's level)", procs)

@@ -58,7 +58,8 @@ DESCRIPTION = (
     "unless given. A tunable model grows: --axis sigma --add-anchor noise:100 adds an anchor after the axis's last, "
     "--new-axis quality --to jpeg:40 adds an axis (a one-axis model becomes a multi-axis one); only the new tuner "
     "trains, every setting the model had keeps its output bit for bit, and the new part is calibrated on held-out "
-    "images."
+    "images; --corner sigma=50,quality=10 adds a joint correction where two axes meet at anchors. A long run goes "
+    "in legs: --stop-after M pauses it at a checkpoint, and the same command with --resume continues it."
 )
 
 
@@ -93,13 +94,20 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
     p.add_argument("--checkpoint-every", metavar="N", default="100",
                    help="write the checkpoint every N steps (default 100; also on Ctrl-C and at the end)")
+    p.add_argument("--stop-after", metavar="M",
+                   help="pause after M minutes of training (a long run in legs): the checkpoint is kept and the same "
+                        "command with --resume continues it; exit status 3")
     grow = p.add_argument_group("growing a tunable model (one new tuner trains; everything else is frozen)")
     grow.add_argument("--add-anchor", metavar="SPEC", help="a new anchor after the axis's last: noise:SIGMA or jpeg:QUALITY")
     grow.add_argument("--axis", metavar="NAME", help="the axis that gains the anchor (default: the model's only axis)")
     grow.add_argument("--new-axis", metavar="NAME", help="a new axis (e.g. quality) reaching --to SPEC; its anchor 0 is "
                                                          "--from SPEC, else none (sigma 0, quality 100)")
+    grow.add_argument("--corner", metavar="AXIS=LEVEL,...",
+                      help="a joint correction where two or more axes sit at anchors (e.g. sigma=50,quality=10), "
+                           "trained on patches with all of those degradations")
     grow.add_argument("--chain", action=argparse.BooleanOptionalAction, default=None,
-                      help="a one-axis base's later anchors start from the anchor before (default) or, with --no-chain, "
+                      help="with --new-axis, the new axis's (else a one-axis base's) later anchors start from the anchor "
+                           "before (default) or, with --no-chain, "
                            "from the base")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu or cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -121,6 +129,8 @@ def run_tune(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, tune: Any) -> int:
+    from .loop import TrainingPaused
+
     try:
         if args.base is not None and args.base_option is not None:
             raise ValueError("give the base once: BASE or --base MODEL")
@@ -130,6 +140,7 @@ def _run(args: argparse.Namespace, tune: Any) -> int:
         if not args.out:
             raise ValueError("give the tuned model's file with -o OUT.safetensors")
         groups = _number(args.groups, "--groups", int)
+        stop_after = _number(args.stop_after, "--stop-after", float)
         options = {} if groups is None else {"groups": groups}
         out = tune(base, to=args.to, from_=args.from_, data=args.data, teacher=args.teacher,
                    pairs=tuple(args.pairs) if args.pairs else None, method=args.method, method_options=options,
@@ -139,12 +150,16 @@ def _run(args: argparse.Namespace, tune: Any) -> int:
                    out=args.out, resume=args.resume, device=args.device, progress=not args.no_progress,
                    calibrate=not args.no_calibrate, hold_out_images=_number(args.hold_out, "--hold-out", int),
                    axis=args.axis, add_anchor=args.add_anchor, new_axis=args.new_axis, chain=args.chain,
-                   checkpoint_every=_number(args.checkpoint_every, "--checkpoint-every", int))
+                   corner=args.corner, checkpoint_every=_number(args.checkpoint_every, "--checkpoint-every", int),
+                   stop_after_s=None if stop_after is None else 60.0 * stop_after)
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"ftn tune: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ftn tune: interrupted (continue with --resume)", file=sys.stderr)
         return 130
+    except TrainingPaused as paused:
+        print(f"ftn tune: {paused}", file=sys.stderr)
+        return 3
     print(f"tuned model: {out} (alpha 0 = the base; try: ftn run -i IMAGE -o OUT --model {out} {_try(out)})")
     return 0

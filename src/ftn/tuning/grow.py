@@ -8,10 +8,15 @@
   last anchor is (chained FTN: the identity on W_K; FTN from the base: a copy of anchor K's FTN;
   DNI: a copy of anchor K's tensors), so training starts from the nearest level trained.
 * :func:`with_axis`: a new axis with two anchors, its tuner the identity (the model is unchanged).
+* :func:`with_corner`: a joint correction where two or more axes sit at anchors (e.g. sigma 50 with
+  quality 10), the identity at first (:mod:`ftn.methods.axes`, "Corners"); :func:`corner_at` reads
+  ``"sigma=50,quality=10"`` (anchor levels) as anchors.
 
-Both keep every existing tensor; the new tuner's hat weight is 0 wherever an old setting lies (a_d
+All keep every existing tensor; the new tuner's hat weight is 0 wherever an old setting lies (a_d
 <= K on the grown axis, 0 on a new one), so outputs at every old setting stay exactly as they were:
-:func:`check_unchanged` proves it on a probe image before and after training.
+:func:`check_unchanged` proves it on a probe image before and after training. A corner changes the
+settings where its weight is not 0 (every corner axis within one segment of its anchor): it is
+trained to, and the check covers the settings outside them (:func:`old_settings` with ``corner``).
 
 **What each axis degrades** (:func:`axis_kinds`): training data for a point of a multi-axis model
 needs the degradation of every axis (a noise or a JPEG level). A grown file records it under
@@ -35,8 +40,8 @@ from ..methods import TunableModel
 from ..methods.axes import AXES_METHODS, AxesModel, AxisSpec, attach_axes
 from .specs import JpegSpec, NoiseSpec
 
-__all__ = ["MAX_AXES", "MAX_ANCHORS", "as_axes", "axis_kinds", "check_unchanged", "kind_of", "old_settings", "spec_at",
-           "with_anchor", "with_axis"]
+__all__ = ["MAX_AXES", "MAX_ANCHORS", "as_axes", "axis_kinds", "check_unchanged", "corner_at", "kind_of", "old_settings",
+           "spec_at", "with_anchor", "with_axis", "with_corner"]
 
 #: The bounds :func:`ftn.axes_io.load_axes` accepts (a grown file must load).
 MAX_AXES, MAX_ANCHORS = 8, 16
@@ -123,8 +128,9 @@ def with_anchor(model: AxesModel, axis: str, level: float) -> AxesModel:
     return grown
 
 
-def with_axis(model: AxesModel, name: str, levels: tuple[float, float]) -> AxesModel:
-    """A copy of ``model`` with a new last axis ``name`` (anchor levels ``levels``), its tuner the identity.
+def with_axis(model: AxesModel, name: str, levels: tuple[float, float], *, chained: bool = True) -> AxesModel:
+    """A copy of ``model`` with a new last axis ``name`` (anchor levels ``levels``), its tuner the identity;
+    ``chained``: whether anchors added to it later start from the anchor before (docs/anchors.md).
 
     Raises:
         ValueError: a name the model has, a bad name or levels, or more axes than a file may hold.
@@ -134,7 +140,50 @@ def with_axis(model: AxesModel, name: str, levels: tuple[float, float]) -> AxesM
                          "add an anchor to it with --axis and --add-anchor, or name the new axis otherwise")
     if len(model.axes) >= MAX_AXES:
         raise ValueError(f"this model has {len(model.axes)} axes, the most a model file holds")
-    return _rebuild(model, [*model.axes, AxisSpec(name, 2, False, tuple(float(v) for v in levels))])
+    return _rebuild(model, [*model.axes, AxisSpec(name, 2, bool(chained), tuple(float(v) for v in levels))])
+
+
+def corner_at(model: AxesModel, text: str | Mapping[str, float]) -> dict[str, int]:
+    """``"sigma=50,quality=10"`` (or a mapping): anchor levels of two or more axes, as their anchors
+    (``{"sigma": 3, "quality": 3}``).
+
+    Raises:
+        ValueError: an unknown axis, fewer than two axes, or a level that is not one of the axis's
+            anchors 1 ... K (one line, naming the anchors).
+    """
+    from ..levels import split_values
+
+    items = split_values(text, model.axis_names, "--corner") if isinstance(text, str) else dict(text)
+    if len(items) < 2:
+        raise ValueError(f"--corner joins two or more axes at their anchors, e.g. "
+                         f"{','.join(f'{a.name}={_number(a.levels[-1]) if a.levels else 1}' for a in model.axes)}")
+    corner: dict[str, int] = {}
+    for name, value in items.items():
+        spec = model.axis(name)  # an unknown axis: one line naming the model's axes
+        try:
+            level = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"--corner {name}={value!r} is not a number") from None
+        if spec.levels is None:
+            raise ValueError(f"axis {name!r} does not name its anchor levels, so --corner cannot find its anchors")
+        matches = [k for k, v in enumerate(spec.levels) if k >= 1 and abs(v - level) < 1e-6]
+        if not matches:
+            raise ValueError(f"--corner {name}={_number(level)} is not an anchor of axis {name} (its anchors beyond the "
+                             f"base: {', '.join(_number(v) for v in spec.levels[1:])})")
+        corner[name] = matches[0]
+    return corner
+
+
+def with_corner(model: AxesModel, corner: Mapping[str, int]) -> AxesModel:
+    """A copy of ``model`` with a joint correction at ``corner`` (``{"sigma": 3, "quality": 3}``),
+    the identity until trained.
+
+    Raises:
+        ValueError: a corner the model has, or not a corner of its axes (one line).
+    """
+    grown = _rebuild(model, model.axes)
+    grown.add_corner(dict(corner))
+    return grown
 
 
 # -- what each axis degrades -----------------------------------------------------------------------
@@ -186,16 +235,34 @@ def axis_kinds(metadata: Mapping[str, Any] | None, names: Sequence[str]) -> dict
 
 # -- exactness -------------------------------------------------------------------------------------
 
-def old_settings(axes: Sequence[AxisSpec]) -> list[dict[str, float]]:
+def old_settings(axes: Sequence[AxisSpec], corner: Mapping[str, int] | None = None) -> list[dict[str, float]]:
     """Settings of a model with ``axes`` that a grown copy must serve exactly as before: 0, every anchor
-    of every axis alone, a point between anchors on each axis, and all axes at once between anchors."""
+    of every axis alone, a point between anchors on each axis, and all axes at once between anchors.
+    With ``corner`` (a new joint correction), only those where its weight is 0 (some corner axis a
+    segment or more from its anchor), plus every other axis at its last anchor with the corner's axes
+    beyond reach."""
     settings: list[dict[str, float]] = [{}]
     for axis in axes:
         settings += [{axis.name: float(k)} for k in range(1, axis.anchors)]
         settings.append({axis.name: axis.segments - 0.37})
     if len(axes) > 1:
         settings.append({a.name: min(0.41 + 0.2 * i, a.segments - 0.13) for i, a in enumerate(axes)})
-    return settings
+    if corner is None:
+        return settings
+    first = next(iter(corner))
+    # corner axes at their anchors except the first, which sits two segments away (or at 0): weight 0
+    away = {name: float(k) for name, k in corner.items()}
+    away[first] = float(corner[first] - 2) if corner[first] >= 2 else 0.0
+    settings.append(away)
+    return [s for s in settings if _corner_weight(s, corner) == 0.0]
+
+
+def _corner_weight(setting: Mapping[str, float], corner: Mapping[str, int]) -> float:
+    """The product of the corner axes' hat weights at ``setting`` (axes left out are at 0)."""
+    weight = 1.0
+    for name, k in corner.items():
+        weight *= max(0.0, 1.0 - abs(float(setting.get(name, 0.0)) - k))
+    return weight
 
 
 @torch.no_grad()

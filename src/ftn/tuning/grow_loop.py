@@ -10,6 +10,12 @@ A tunable model grows by one tuner, trained with everything else frozen (:mod:`f
   its anchor 0 is ``--from``, else "none" (sigma 0, or quality 100). Setting it to 0 gives the old
   model exactly.
 
+* **a corner** (``--corner sigma=50,quality=10``, anchor levels of two or more axes): a joint
+  correction that trains at that point (the corner's axes at those anchors, the others at 0) on
+  patches with all of those degradations, where the sum of the axes' own tuners is not good enough
+  there (as CResMD trains combinations of degradations). It changes only the settings within one
+  segment of the corner on every one of its axes; no calibration changes.
+
 Outputs at every setting the model had are checked bit for bit on a probe image before training and
 before writing. The calibration of the new segment (or axis) is measured on images held out of
 ``--data``, as ``ftn tune`` does (:mod:`ftn.tuning.calibrate`), and stored in the file's levels: the
@@ -38,7 +44,18 @@ from ..train.checkpoint import load_checkpoint, read_checkpoint_info
 from .calibrate import hold_out, measure_calibration
 from .data import SpecSource, WithContext, data_files, smallest_side
 from .defaults import DEFAULT_HOLD_OUT, DEFAULT_LR
-from .grow import as_axes, axis_kinds, check_unchanged, kind_of, old_settings, spec_at, with_anchor, with_axis
+from .grow import (
+    as_axes,
+    axis_kinds,
+    check_unchanged,
+    corner_at,
+    kind_of,
+    old_settings,
+    spec_at,
+    with_anchor,
+    with_axis,
+    with_corner,
+)
 from .specs import JpegSpec, NoiseSpec, parse_spec, resolve_levels
 
 __all__ = ["grow"]
@@ -114,6 +131,7 @@ def grow(
     to: str | NoiseSpec | JpegSpec | None = None,
     from_: str | NoiseSpec | JpegSpec | None = None,
     chain: bool | None = None,
+    corner: str | dict[str, float] | None = None,
     method: str | None = None,
     method_options: dict[str, Any] | None = None,
     data: str | os.PathLike | None = None,
@@ -130,24 +148,31 @@ def grow(
     checkpoint_every: int = 100,
     calibrate: bool = True,
     hold_out_images: int = DEFAULT_HOLD_OUT,
+    stop_after_s: float | None = None,
 ) -> Path:
-    """Add an anchor (``axis``, ``add_anchor``) or an axis (``new_axis``, ``to``, ``from_``) to the
-    tunable model ``base`` (a file, a shipped name, a TunableModel or an AxesModel), train its tuner
-    with everything else frozen and write the grown multi-axis model to ``out`` (``ftn.load(out)``).
-    ``chain``: for a one-axis base, whether its later anchors start from the anchor before (default)
+    """Add an anchor (``axis``, ``add_anchor``), an axis (``new_axis``, ``to``, ``from_``) or a corner
+    (``corner``: ``"sigma=50,quality=10"``) to the tunable model ``base`` (a file, a shipped name, a
+    TunableModel or an AxesModel), train its tuner with everything else frozen and write the grown
+    multi-axis model to ``out`` (``ftn.load(out)``).
+    ``chain``: with ``new_axis``, whether the new axis's later anchors will start from the anchor before
+    (default) or from the base; else, for a one-axis base, the same for its axis: from the anchor before (default)
     or from the base. ``method`` (optional) must be the base's; the tuner takes the base's options.
     The other arguments are :func:`ftn.tune`'s.
 
     Raises:
         ValueError / FileNotFoundError: a refused argument (one line, nothing written).
         KeyboardInterrupt: after Ctrl-C, once the checkpoint is saved.
+        TrainingPaused: ``stop_after_s`` reached before the last step (the checkpoint is saved).
     """
     from .loop import _calibration_images, _pick_device, _probe, _sizes, check_run, run_steps
 
-    if (add_anchor is None) == (new_axis is None):
-        raise ValueError("give --add-anchor SPEC (with --axis) or --new-axis NAME (with --to), one of them")
-    if add_anchor is not None and (to is not None or from_ is not None):
-        raise ValueError("--add-anchor gives the new anchor's level; leave out --to and --from")
+    if sum(x is not None for x in (add_anchor, new_axis, corner)) != 1:
+        raise ValueError("give one of --add-anchor SPEC (with --axis), --new-axis NAME (with --to) or --corner "
+                         "AXIS=LEVEL,AXIS=LEVEL")
+    if (add_anchor is not None or corner is not None) and (to is not None or from_ is not None):
+        raise ValueError(f"{'--add-anchor' if corner is None else '--corner'} gives the level itself; leave out --to and --from")
+    if corner is not None and (axis is not None or chain is not None):
+        raise ValueError("--corner names its axes itself; leave out --axis and --chain")
     if method_options:
         raise ValueError("a grown model keeps its base's method options; leave out --groups")
     if new_axis is not None and axis is not None:
@@ -163,16 +188,22 @@ def grow(
         resolved = resolve(base)  # FileNotFoundError: no such file or shipped name
     out, ckpt, iters = check_run(out, {"base": resolved}, resume=resume, iters=iters, minutes=minutes,
                                  batch_size=batch_size, patch_size=patch_size, lr=lr,
-                                 checkpoint_every=checkpoint_every, hold_out_images=hold_out_images)
+                                 checkpoint_every=checkpoint_every, hold_out_images=hold_out_images,
+                                 stop_after_s=stop_after_s)
     saved = read_checkpoint_info(ckpt)["config"] if resume else None
     dev = _pick_device(device)
 
     old, origin, name = _load_base(resolved)
     old.eval()
-    model = as_axes(old, chained=chain, name=name)
+    model = as_axes(old, chained=None if new_axis is not None else chain, name=name)  # --chain: the new axis's
     if method is not None and method != model.method:
         raise ValueError(f"{name} is tuned with {model.method}; a grown model keeps its method (leave out --method {method})")
     kinds = axis_kinds(model.metadata, model.axis_names)
+    if corner is not None:
+        return _grow_corner(model, old, kinds, corner, name=name, origin=origin, data=data, iters=iters,
+                            minutes=minutes, batch_size=batch_size, patch_size=patch_size, lr=lr, out=out, ckpt=ckpt,
+                            saved=saved, dev=dev, progress=progress, seed=seed, checkpoint_every=checkpoint_every,
+                            stop_after_s=stop_after_s)
     if add_anchor is not None:
         axis, level_lo, level_hi = _new_anchor_spec(model, kinds, axis, add_anchor)
         k = model.axis(axis).segments  # the new segment is anchor k ... k + 1
@@ -181,7 +212,7 @@ def grow(
     else:
         assert new_axis is not None
         k = 0
-        grown = with_axis(model, new_axis, (level_lo.level, level_hi.level))
+        grown = with_axis(model, new_axis, (level_lo.level, level_hi.level), chained=True if chain is None else chain)
         trained, added = new_axis, {"new_axis": {"axis": new_axis, "from": level_lo.record(), "to": level_hi.record()}}
     kinds[trained] = kind_of(level_hi)
     context = []
@@ -236,7 +267,8 @@ def grow(
                    f"tuner frozen; {source.description}; batch {batch_size} x {patch_size}px on {dev} ({sizes_note})")
     done, wall = run_steps(grown, optimizer, source, alpha=point, device=dev, ckpt=ckpt, config={**recipe, **run},
                            start=start, elapsed_before=elapsed_before, iters=iters, minutes=minutes,
-                           batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every, progress=progress)
+                           batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every, progress=progress,
+                           stop_after_s=stop_after_s)
 
     grown.eval()
     for p in grown.parameters():
@@ -264,6 +296,83 @@ def grow(
                                       "device": str(dev), "image_channels": channels, "calibration": cal_note})
     save_axes(grown, out)
     return out
+
+
+def _grow_corner(model: AxesModel, old: nn.Module, kinds: dict[str, Any], text: str | dict[str, float], *, name: str,
+                 origin: dict[str, Any], data: Any, iters: int | None, minutes: float | None, batch_size: int | None,
+                 patch_size: int | None, lr: float, out: Path, ckpt: Path, saved: dict[str, Any] | None,
+                 dev: torch.device, progress: bool, seed: int, checkpoint_every: int,
+                 stop_after_s: float | None) -> Path:
+    """:func:`grow` for ``--corner``: the joint correction trains at the corner; no calibration changes."""
+    from .loop import _probe, _sizes, run_steps
+
+    corner = corner_at(model, text)
+    grown = with_corner(model, corner)
+    specs = []
+    for axis in grown.axes:  # the corner's axes at its anchors, the others at anchor 0
+        if kinds.get(axis.name) is None or axis.levels is None:
+            raise ValueError(f"axis {axis.name!r} is not a noise or JPEG level this model records, so ftn tune cannot "
+                             "make training data for the corner")
+        specs.append((axis.name in corner, spec_at(kinds[axis.name], axis.levels[corner.get(axis.name, 0)])))
+    main = next(spec for in_corner, spec in specs if in_corner)
+    context = [spec for _, spec in specs if spec is not main]
+    words = ",".join(f"{n}={_plain(grown.axis(n).levels[k])}" for n, k in corner.items())  # type: ignore[index]
+
+    train_files = data_files(data, f"--corner {words}")
+    channels = image_channels(grown.base_network)
+    if channels not in (1, 3):
+        raise ValueError(f"the base takes {channels} image channels; ftn tune handles grey (1) and RGB (3)")
+    probe = _probe(channels, grown.base_network)
+    settings = old_settings(model.axes, corner)
+    check_unchanged(old, grown, probe, settings, "before training")
+    params = grown.trainable(corner=corner)
+    point = grown.training_point(corner=corner)
+    grown.eval()
+    batch_size, patch_size, sizes_note = _sizes(grown, probe, dev, batch_size, patch_size, saved,
+                                                smallest_side(train_files), alpha=point)
+    source = SpecSource(main, data, patch_size=patch_size, grey=channels == 1, seed=seed, files=train_files,
+                        context=context, what=f"--corner {words}")
+    grown.to(dev)
+    optimizer = torch.optim.Adam(params, lr=lr)
+    added = {"corner": {"anchors": dict(corner), "levels": {n: grown.axis(n).levels[k] for n, k in corner.items()}}}  # type: ignore[index]
+    recipe = {"base": origin, "grow": added, "to": main.record(), "context": [s.record() for s in context],
+              "data": Path(data).name if data is not None else None, "method": grown.method,
+              "method_options": grown.options, "batch_size": batch_size, "patch_size": patch_size, "lr": lr,
+              "seed": seed, "loss": "l1", "held_out": []}
+    run = {"iters": iters, "minutes": minutes, "device": str(dev), "checkpoint_every": checkpoint_every,
+           "sizes": sizes_note}
+    start, elapsed_before = 0, 0.0
+    if saved is not None:
+        differ = sorted(key for key in recipe if saved.get(key) != recipe[key])
+        if differ:
+            key = differ[0]
+            raise ValueError(f"the checkpoint {ckpt.name} was written with another {key} "
+                             f"({str(saved.get(key))[:120]!r} -> {str(recipe[key])[:120]!r}); "
+                             f"only {sorted(_RESUMABLE)} may change when resuming")
+        info = load_checkpoint(ckpt, grown, optimizer)
+        start, elapsed_before = int(info["step"]), float(info["elapsed_s"])
+    if progress:
+        tqdm.write(f"tune the corner {words} on {name}: {sum(p.numel() for p in params):,} parameters train, every "
+                   f"other tuner frozen; {source.description}; batch {batch_size} x {patch_size}px on {dev} ({sizes_note})")
+    done, wall = run_steps(grown, optimizer, source, alpha=point, device=dev, ckpt=ckpt, config={**recipe, **run},
+                           start=start, elapsed_before=elapsed_before, iters=iters, minutes=minutes,
+                           batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every, progress=progress,
+                           stop_after_s=stop_after_s)
+    grown.eval()
+    for p in grown.parameters():
+        p.requires_grad_(False)
+    grown.cpu()
+    check_unchanged(old.cpu(), grown, probe, settings, "after training")
+    grown.metadata = _metadata(model, grown, None, None, kinds, old_tuned=model.metadata.get("tuned"),
+                               tuned={**recipe, "sizes": sizes_note, "iterations": done, "wall_time_s": round(wall, 1),
+                                      "device": str(dev), "image_channels": channels,
+                                      "calibration": "unchanged (a corner changes no calibration)"})
+    save_axes(grown, out)
+    return out
+
+
+def _plain(value: float) -> str:
+    return f"{value:g}"
 
 
 def _calibrate(model: AxesModel, axis: str, k: int, level_lo: NoiseSpec | JpegSpec, level_hi: NoiseSpec | JpegSpec,
@@ -307,7 +416,7 @@ def _extended(model: AxesModel, axis: str, segment: list[tuple[float, float]], n
     return Calibration(tuple(v for v, _ in pairs), tuple(a for _, a in pairs), f"{said}; {note}")
 
 
-def _metadata(model: AxesModel, grown: AxesModel, trained: str, calibration: Calibration | None,
+def _metadata(model: AxesModel, grown: AxesModel, trained: str | None, calibration: Calibration | None,
               kinds: dict[str, Any], *, old_tuned: Any, tuned: dict[str, Any]) -> dict[str, Any]:
     """The grown file's metadata: the base's, its levels with the new anchor or axis (and calibration),
     ``tuned`` for this run with each axis's degradation and the base's earlier runs under ``history``."""
@@ -321,7 +430,7 @@ def _metadata(model: AxesModel, grown: AxesModel, trained: str, calibration: Cal
         history = [*old_tuned.get("history", []), {k: v for k, v in old_tuned.items() if k not in ("history", "axes")}]
     grown.metadata = meta
     levels = grown.levels
-    if levels is not None and calibration is not None:
+    if levels is not None and calibration is not None and trained is not None:
         levels = levels.with_calibration(calibration, trained)
     if levels is not None:
         meta = levels.replace_in(meta)

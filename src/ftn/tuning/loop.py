@@ -56,7 +56,7 @@ from .defaults import DEFAULT_BATCH, DEFAULT_HOLD_OUT, DEFAULT_ITERS, DEFAULT_LR
 from .sizes import activation_elements, choose_sizes, free_memory
 from .specs import JpegSpec, LevelSpec, NoiseSpec, PairsSpec, TeacherSpec, resolve_levels
 
-__all__ = ["tune", "load_network", "checkpoint_path", "check_run", "run_steps", "DEFAULT_LR", "DEFAULT_BATCH", "DEFAULT_PATCH", "DEFAULT_ITERS"]
+__all__ = ["tune", "TrainingPaused", "load_network", "checkpoint_path", "check_run", "run_steps", "DEFAULT_LR", "DEFAULT_BATCH", "DEFAULT_PATCH", "DEFAULT_ITERS"]
 
 #: Settings a resumed run may change: the budget, the device, the bar.
 _RESUMABLE = {"iters", "minutes", "device", "checkpoint_every"}
@@ -151,9 +151,19 @@ def _build_source(level1: LevelSpec, level2: LevelSpec, *, data: Any, teacher: n
     return PairsSource(level2.input_dir, level2.target_dir, patch_size=patch_size, grey=grey, seed=seed)
 
 
+class TrainingPaused(Exception):
+    """A run of ``iters`` steps paused by ``stop_after_s`` (a long run in legs): the checkpoint holds
+    ``step``; the same call with ``resume=True`` continues it. Nothing else was written."""
+
+    def __init__(self, step: int, iters: int, checkpoint: Path) -> None:
+        super().__init__(f"paused after step {step} of {iters}: checkpoint {checkpoint} (continue with --resume)")
+        self.step, self.iters, self.checkpoint = step, iters, checkpoint
+
+
 def check_run(out: str | os.PathLike, inputs: dict[str, Any], *, resume: bool, iters: int | None,
               minutes: float | None, batch_size: int | None, patch_size: int | None, lr: float,
-              checkpoint_every: int, hold_out_images: int) -> tuple[Path, Path, int | None]:
+              checkpoint_every: int, hold_out_images: int,
+              stop_after_s: float | None = None) -> tuple[Path, Path, int | None]:
     """The checks every tune run makes before anything is read: (out, its checkpoint, iters).
 
     ``inputs``: name -> the files the run reads (the output never replaces one of them).
@@ -169,6 +179,9 @@ def check_run(out: str | os.PathLike, inputs: dict[str, Any], *, resume: bool, i
     _check_positive("patch_size", patch_size)
     _check_positive("lr", lr, integer=False)
     _check_positive("checkpoint_every", checkpoint_every)
+    _check_positive("stop_after", stop_after_s, integer=False)
+    if stop_after_s is not None and minutes is not None:
+        raise ValueError("--stop-after pauses a run of --iters steps; a --minutes run already ends on time")
     if not isinstance(hold_out_images, int) or isinstance(hold_out_images, bool) or hold_out_images < 0:
         raise ValueError(f"the number of held-out images must be a whole number >= 0, got {hold_out_images!r}")
     if iters is None and minutes is None:
@@ -221,6 +234,8 @@ def tune(
     add_anchor: str | None = None,
     new_axis: str | None = None,
     chain: bool | None = None,
+    corner: str | None = None,
+    stop_after_s: float | None = None,
 ) -> Path:
     """Tune ``base`` from level 1 (``from_``, or "the base") to level 2 (``to``, ``teacher`` or ``pairs``).
 
@@ -243,20 +258,26 @@ def tune(
     ``ftn run --level 40`` works (:mod:`ftn.tuning.calibrate`). With fewer than 6 images none is
     held out: the calibration is then measured on training images, and the file and the output say so.
 
+    ``stop_after_s``: a long run in legs: this call pauses after that many seconds of training,
+    checkpoint written, and raises :class:`TrainingPaused`; the same call with ``resume=True``
+    continues it (``corner``: see :func:`ftn.tuning.grow_loop.grow`).
+
     Raises:
         ValueError / FileNotFoundError: a refused argument (one line, nothing written).
         KeyboardInterrupt: after Ctrl-C, once the checkpoint is saved.
+        TrainingPaused: ``stop_after_s`` reached before the last step (the checkpoint is saved).
     """
-    if add_anchor is not None or new_axis is not None:
+    if add_anchor is not None or new_axis is not None or corner is not None:
         if teacher is not None or pairs is not None:
-            raise ValueError("--add-anchor and --new-axis take their level as a noise or JPEG spec, not --teacher or --pairs")
+            raise ValueError("--add-anchor, --new-axis and --corner take their level as a noise or JPEG spec (or "
+                             "anchor levels), not --teacher or --pairs")
         from .grow_loop import grow
 
         return grow(base, axis=axis, add_anchor=add_anchor, new_axis=new_axis, to=to, from_=from_, chain=chain,
-                    method=method, method_options=method_options, data=data, iters=iters, minutes=minutes,
-                    batch_size=batch_size, patch_size=patch_size, lr=lr, out=out, resume=resume, device=device,
-                    progress=progress, seed=seed, checkpoint_every=checkpoint_every, calibrate=calibrate,
-                    hold_out_images=hold_out_images)
+                    corner=corner, method=method, method_options=method_options, data=data, iters=iters,
+                    minutes=minutes, batch_size=batch_size, patch_size=patch_size, lr=lr, out=out, resume=resume,
+                    device=device, progress=progress, seed=seed, checkpoint_every=checkpoint_every,
+                    calibrate=calibrate, hold_out_images=hold_out_images, stop_after_s=stop_after_s)
     if axis is not None or chain is not None:
         raise ValueError("--axis and --chain/--no-chain go with --add-anchor (or --new-axis)")
     method = "ftn" if method is None else method
@@ -265,7 +286,7 @@ def tune(
         raise ValueError("--data is not used with --pairs (the pairs are the training data); leave it out")
     out, ckpt, iters = check_run(out, {"base": base, "teacher": teacher}, resume=resume, iters=iters, minutes=minutes,
                                  batch_size=batch_size, patch_size=patch_size, lr=lr, checkpoint_every=checkpoint_every,
-                                 hold_out_images=hold_out_images)
+                                 hold_out_images=hold_out_images, stop_after_s=stop_after_s)
     saved = read_checkpoint_info(ckpt)["config"] if resume else None
     dev = _pick_device(device)
     # The training files: --data less the images held out for the calibration (none where there is none).
@@ -345,7 +366,7 @@ def tune(
 
     done, wall = run_steps(model, optimizer, source, alpha=1.0, device=dev, ckpt=ckpt, config={**recipe, **run}, start=start,
                            elapsed_before=elapsed_before, iters=iters, minutes=minutes, batch_size=batch_size, lr=lr,
-                           checkpoint_every=checkpoint_every, progress=progress)
+                           checkpoint_every=checkpoint_every, progress=progress, stop_after_s=stop_after_s)
     metadata: dict[str, Any] = {
         "levels": [level1.metadata(), level2.metadata()],
         "tuned": {**recipe, "sizes": sizes_note, "iterations": done, "wall_time_s": round(wall, 1), "device": str(dev),
@@ -380,11 +401,13 @@ def tune(
 def run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, source: Source, *, alpha: Any,
               device: torch.device, ckpt: Path,
               config: dict[str, Any], start: int, elapsed_before: float, iters: int | None, minutes: float | None,
-              batch_size: int, lr: float, checkpoint_every: int, progress: bool) -> tuple[int, float]:
+              batch_size: int, lr: float, checkpoint_every: int, progress: bool,
+              stop_after_s: float | None = None) -> tuple[int, float]:
     """Adam steps from ``start`` on ``source``'s batches at ``alpha`` (a number, or a multi-axis
     training point), L1 loss; until ``iters`` or the ``minutes`` budget of this call. The state goes
     to ``ckpt`` every ``checkpoint_every`` steps, on Ctrl-C (then the KeyboardInterrupt goes on) and
-    at the end. Returns (steps done in all, wall seconds in all)."""
+    at the end. After ``stop_after_s`` seconds of this call, short of ``iters``, the state is saved
+    and :class:`TrainingPaused` raised. Returns (steps done in all, wall seconds in all)."""
     t0 = time.perf_counter()
     done = start
 
@@ -417,6 +440,10 @@ def run_steps(model: nn.Module, optimizer: torch.optim.Optimizer, source: Source
                 save_state()
             if deadline is not None and spent >= deadline:
                 break
+            if stop_after_s is not None and spent >= stop_after_s and iters is not None and done < iters:
+                bar.close()
+                save_state()
+                raise TrainingPaused(done, iters, ckpt)
     except KeyboardInterrupt:
         bar.close()
         if done > start:

@@ -1,0 +1,90 @@
+"""scripts/ship_restore.py: the shipped ``restore`` model's recipe end to end at toy size: the base
+fine-tuned from a given network, seven tuner stages (quality 90 -> 50 -> 30 -> 10, sigma 0 -> 15 -> 30 ->
+50, the corner), legs that pause and resume, installation with a card and a MANIFEST line, and the
+comparison models. CPU only, a 4-channel ResUNet, 2 steps a stage."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+import ftn
+from ftn.io import read_metadata
+from ftn.methods.axes import AxesModel
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCH = {"size": "mini", "channels": 4, "blocks": 1, "scales": 2, "image_skip": True}
+
+
+def _load_script():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    spec = importlib.util.spec_from_file_location("ship_restore", ROOT / "scripts" / "ship_restore.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ship_restore"] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+ship_restore = _load_script()
+TINY = ["--data", "train", "--iters", "2", "--batch-size", "2", "--patch-size", "16", "--groups", "2",
+        "--device", "cpu", "--set", "device=cpu", "--threads", "1"]
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch) -> Path:
+    """Training images, a tiny 'dejpeg base' to start from, the real base config made tiny, a models folder."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "train").mkdir()
+    yy, xx = np.mgrid[0:40, 0:40] / 40
+    for i in range(8):
+        img = rng.random(3) * xx[..., None] + rng.random(3) * (1 - yy[..., None])
+        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(tmp_path / "train" / f"{i:02d}.png")
+    ftn.save(ftn.build_arch("resunet", **ARCH), tmp_path / "dejpeg-base.safetensors", task="dejpeg",
+             levels=[{"quality": 40}])
+    config = yaml.safe_load((ROOT / "configs/ship/restore-base.yaml").read_text())
+    config.update(arch_options=ARCH, init="dejpeg-base.safetensors", train_data="train", val_data=None,
+                  iterations=40, patch_size=16, batch_size=2, checkpoint_every=1, log_every=1, channels_last=False)
+    (tmp_path / "configs/ship").mkdir(parents=True)
+    (tmp_path / "configs/ship/restore-base.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "src/ftn/models").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_the_recipe_runs_in_legs_and_installs_a_two_axis_model(workdir: Path, capsys) -> None:
+    assert ship_restore.main([*TINY, "--stop-after", "0.02"]) == 0
+    assert "paused in the base stage" in capsys.readouterr().out
+    assert (workdir / "reproduce/runs/ship/restore/base/checkpoint.safetensors").is_file()
+
+    assert ship_restore.main([*TINY, "--dedicated"]) == 0
+    out = capsys.readouterr().out
+    assert "restore: shipped src/ftn/models/restore.safetensors" in out
+    target = workdir / "src/ftn/models/restore.safetensors"
+    model = ftn.load(target)
+    assert isinstance(model, AxesModel)
+    assert [(a.name, a.levels, a.chained) for a in model.axes] == [
+        ("quality", (90.0, 50.0, 30.0, 10.0), True), ("sigma", (0.0, 15.0, 30.0, 50.0), True)]
+    assert [dict(c) for c in model.corners] == [{"quality": 3, "sigma": 3}]
+    calibrated = {axis.name: axis.calibration for axis in model.levels.axes}
+    assert {90, 50, 30, 10} <= set(calibrated["quality"].levels) and {0, 15, 30, 50} <= set(calibrated["sigma"].levels)
+    meta = read_metadata(target)
+    steps = meta["budget"]["steps"]
+    assert steps["stage 1 (base)"] == 40 and len(steps) == 8 and all(v == 2 for k, v in steps.items() if k.startswith("tuner"))
+    assert meta["training_data"] == ["train"] and meta.get("license")
+    manifest = (workdir / "src/ftn/models/MANIFEST.tsv").read_text()
+    assert "restore.safetensors\t" in manifest
+    # the comparison models: the base fine-tuned whole at one setting each
+    for setting in ship_restore.DEDICATED:
+        folder = workdir / f"reproduce/runs/ship/restore/dedicated-s{setting['sigma']}-q{setting['quality']}"
+        dedicated = read_metadata(folder / "model.safetensors")
+        assert dedicated["task"] == "restore" and dedicated["levels"] == [{"setting": setting}]
+        assert dedicated["recipe"]["init"].endswith("base/model.safetensors")
+    # a finished run is not trained again
+    assert ship_restore.main([*TINY, "--no-install"]) == 0
+    assert capsys.readouterr().out.count("done already") == 1 + len(ship_restore.TUNERS)
