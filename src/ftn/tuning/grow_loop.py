@@ -40,7 +40,7 @@ from ..axes_io import save_axes
 from ..levels import Calibration
 from ..methods.axes import AxesModel, AxisSpec
 from ..methods.base import image_channels
-from ..train.checkpoint import load_checkpoint, read_checkpoint_info
+from ..train.checkpoint import read_checkpoint_info
 from .calibrate import hold_out, measure_calibration
 from .data import SpecSource, WithContext, data_files, smallest_side
 from .defaults import DEFAULT_HOLD_OUT, DEFAULT_LR
@@ -59,9 +59,6 @@ from .grow import (
 from .specs import JpegSpec, NoiseSpec, parse_spec, resolve_levels
 
 __all__ = ["grow"]
-
-#: Settings a resumed run may change (as in ftn.tuning.loop).
-_RESUMABLE = {"iters", "minutes", "device", "checkpoint_every"}
 
 
 def _load_base(base: nn.Module | str | os.PathLike) -> tuple[nn.Module, dict[str, Any], str]:
@@ -164,7 +161,7 @@ def grow(
         KeyboardInterrupt: after Ctrl-C, once the checkpoint is saved.
         TrainingPaused: ``stop_after_s`` reached before the last step (the checkpoint is saved).
     """
-    from .loop import _calibration_images, _pick_device, _probe, _sizes, check_run, run_steps
+    from .loop import _calibration_images, _pick_device, _probe, _sizes, check_run, resume_from, run_steps
 
     if sum(x is not None for x in (add_anchor, new_axis, corner)) != 1:
         raise ValueError("give one of --add-anchor SPEC (with --axis), --new-axis NAME (with --to) or --corner "
@@ -251,16 +248,7 @@ def grow(
               "seed": seed, "loss": "l1", "held_out": [f.name for f in held]}
     run = {"iters": iters, "minutes": minutes, "device": str(dev), "checkpoint_every": checkpoint_every,
            "sizes": sizes_note}
-    start, elapsed_before = 0, 0.0
-    if saved is not None:
-        differ = sorted(key for key in recipe if saved.get(key) != recipe[key])
-        if differ:
-            key = differ[0]
-            raise ValueError(f"the checkpoint {ckpt.name} was written with another {key} "
-                             f"({str(saved.get(key))[:120]!r} -> {str(recipe[key])[:120]!r}); "
-                             f"only {sorted(_RESUMABLE)} may change when resuming")
-        info = load_checkpoint(ckpt, grown, optimizer)
-        start, elapsed_before = int(info["step"]), float(info["elapsed_s"])
+    start, elapsed_before = resume_from(ckpt, saved, recipe, grown, optimizer)
     if progress:
         where = f"anchor {k + 1} of {trained} ({level_hi.name})" if add_anchor is not None else f"new axis {trained} ({level_lo.name} ... {level_hi.name})"
         tqdm.write(f"tune {where} on {name}: {sum(p.numel() for p in params):,} parameters train, every other "
@@ -304,7 +292,7 @@ def _grow_corner(model: AxesModel, old: nn.Module, kinds: dict[str, Any], text: 
                  dev: torch.device, progress: bool, seed: int, checkpoint_every: int,
                  stop_after_s: float | None) -> Path:
     """:func:`grow` for ``--corner``: the joint correction trains at the corner; no calibration changes."""
-    from .loop import _probe, _sizes, run_steps
+    from .loop import _probe, _sizes, resume_from, run_steps
 
     corner = corner_at(model, text)
     grown = with_corner(model, corner)
@@ -341,16 +329,7 @@ def _grow_corner(model: AxesModel, old: nn.Module, kinds: dict[str, Any], text: 
               "seed": seed, "loss": "l1", "held_out": []}
     run = {"iters": iters, "minutes": minutes, "device": str(dev), "checkpoint_every": checkpoint_every,
            "sizes": sizes_note}
-    start, elapsed_before = 0, 0.0
-    if saved is not None:
-        differ = sorted(key for key in recipe if saved.get(key) != recipe[key])
-        if differ:
-            key = differ[0]
-            raise ValueError(f"the checkpoint {ckpt.name} was written with another {key} "
-                             f"({str(saved.get(key))[:120]!r} -> {str(recipe[key])[:120]!r}); "
-                             f"only {sorted(_RESUMABLE)} may change when resuming")
-        info = load_checkpoint(ckpt, grown, optimizer)
-        start, elapsed_before = int(info["step"]), float(info["elapsed_s"])
+    start, elapsed_before = resume_from(ckpt, saved, recipe, grown, optimizer)
     if progress:
         tqdm.write(f"tune the corner {words} on {name}: {sum(p.numel() for p in params):,} parameters train, every "
                    f"other tuner frozen; {source.description}; batch {batch_size} x {patch_size}px on {dev} ({sizes_note})")

@@ -151,6 +151,24 @@ def _build_source(level1: LevelSpec, level2: LevelSpec, *, data: Any, teacher: n
     return PairsSource(level2.input_dir, level2.target_dir, patch_size=patch_size, grey=grey, seed=seed)
 
 
+def resume_from(ckpt: Path, saved: dict[str, Any] | None, recipe: dict[str, Any], model: nn.Module,
+                optimizer: torch.optim.Optimizer) -> tuple[int, float]:
+    """(first step, seconds trained before): (0, 0) for a new run; for ``--resume``, the checkpoint's
+    state loaded into ``model`` and ``optimizer`` once its recipe (``saved``) is this run's (one line
+    naming the first difference otherwise: only :data:`_RESUMABLE` settings may change)."""
+    if saved is None:
+        return 0, 0.0
+    differ = sorted(k for k in recipe if saved.get(k) != recipe[k])
+    if differ:
+        k = differ[0]
+        # bounded: a base's recipe (its key layout, paths) can be kilobytes long
+        raise ValueError(f"the checkpoint {ckpt.name} was written with another {k} "
+                         f"({str(saved.get(k))[:120]!r} -> {str(recipe[k])[:120]!r}); "
+                         f"only {sorted(_RESUMABLE)} may change when resuming")
+    info = load_checkpoint(ckpt, model, optimizer)
+    return int(info["step"]), float(info["elapsed_s"])
+
+
 class TrainingPaused(Exception):
     """A run of ``iters`` steps paused by ``stop_after_s`` (a long run in legs): the checkpoint holds
     ``step``; the same call with ``resume=True`` continues it. Nothing else was written."""
@@ -345,17 +363,7 @@ def tune(
               "lr": lr, "seed": seed, "loss": "l1", "held_out": [f.name for f in held]}
     run = {"iters": iters, "minutes": minutes, "device": str(dev), "checkpoint_every": checkpoint_every,
            "sizes": sizes_note}
-    start, elapsed_before = 0, 0.0
-    if saved is not None:
-        differ = sorted(k for k in recipe if saved.get(k) != recipe[k])
-        if differ:
-            k = differ[0]
-            # bounded: a base's recipe (its key layout, paths) can be kilobytes long
-            raise ValueError(f"the checkpoint {ckpt.name} was written with another {k} "
-                             f"({str(saved.get(k))[:120]!r} -> {str(recipe[k])[:120]!r}); "
-                             f"only {sorted(_RESUMABLE)} may change when resuming")
-        info = load_checkpoint(ckpt, model, optimizer)
-        start, elapsed_before = int(info["step"]), float(info["elapsed_s"])
+    start, elapsed_before = resume_from(ckpt, saved, recipe, model, optimizer)
     n_train = sum(p.numel() for p in params)
     if progress:
         tqdm.write(f"tune {level1.name} -> {level2.name}: {method} on a frozen base ({origin.get('arch') or origin.get('class') or origin.get('path')}), "
