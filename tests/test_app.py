@@ -302,6 +302,25 @@ def test_the_local_model_box_is_offered_only_with_the_flag(allow: bool) -> None:
     assert len(boxes) == int(allow)
 
 
+@pytest.mark.parametrize("allow, triggers", [(False, {"load", "change"}), (True, {"load", "change", "submit"})])
+def test_every_way_of_choosing_a_model_is_one_event_run_one_at_a_time(allow: bool, triggers: set[str]) -> None:
+    """The page's load, the model list and the local box share one event that the browser runs one
+    at a time (a second choice waits): two overlapping runs of the model handler interleaved their
+    updates, and the older one hid the second axis's editor that the newer one had shown."""
+    from ftn.app import AppConfig
+    from ftn.app.ui import build_app
+
+    app = build_app(AppConfig(allow_local_models=allow))
+    deps = [d for d in app.config["dependencies"] if _handler_name(app, d["id"]) == "on_model"]
+    assert len(deps) == 1
+    assert {event for _, event in deps[0]["targets"]} == triggers
+    assert deps[0]["trigger_mode"] == "always_last"
+
+
+def _handler_name(app, dependency: int) -> str:
+    return getattr(app.fns[dependency].fn, "__name__", "")
+
+
 def _header_only_png(path, width: int, height: int) -> None:
     """A small valid PNG whose header (with a correct CRC) claims ``width`` x ``height`` pixels."""
     import io

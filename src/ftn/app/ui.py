@@ -208,7 +208,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
                 ticks.append(gr.update(value=_ticks_html(axis_ticks(axis, k)), visible=True))
                 # Editor 0 keeps its paint, as on the one-axis page; the others start afresh for the new axes.
                 paint = f"Paint where {axis_name} changes (painted area)"  # short: the slider names the anchors
-                # (an update that sets value=None as well as visible=True leaves a hidden ImageEditor unshown)
+                # Without a usable upload there is no picture to show, and on_upload cleared the paint.
                 shown = {"visible": True} if fresh is None else {"visible": True, "value": fresh}
                 editors.append(gr.update(label=paint) if d == 0 else gr.update(label=paint, **shown))
             level = levels_line(model, values)
@@ -370,10 +370,13 @@ def build_app(config: AppConfig) -> gr.Blocks:
         model_io = dict(inputs=[model, local, upload, *sliders],
                         outputs=[*sliders, *ticks, *editors, gradient_axis, start, end, level_now, summary, auto_note])
 
-        app.load(on_model, **model_io)
-        model.change(on_model, **model_io)
-        if config.allow_local_models:
-            local.submit(on_model, **model_io)
+        # One event for every way a model is chosen (the page's load, the list, the local box), so that
+        # the browser runs them one at a time. Gradio's page applies an event's updates property by
+        # property, with pauses: as separate events, the load's updates and those of a model chosen at
+        # once interleaved, and the load's hid the second editor again (the browser test, on a busy
+        # machine). "always_last": a choice made during a run waits, then runs with the page's values.
+        model_triggers = [app.load, model.change, *([local.submit] if config.allow_local_models else [])]
+        gr.on(model_triggers, on_model, **model_io, trigger_mode="always_last")
         for slider in sliders:
             slider.change(on_alpha, [model, local, *sliders], level_now, queue=False, show_progress="hidden")
         upload.change(on_upload, [upload, model, local], [upload, *editors, compare, download, status, auto_note])
