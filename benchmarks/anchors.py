@@ -383,6 +383,43 @@ def _plain_json(value):
     return value
 
 
+ARMS = {"from-base": ("from the base", False, ANCHORS), "chained": ("chained", True, ANCHORS),
+        "two": (TWO_NAME, False, TWO)}
+MEASURE_ARGS = ("steps", "batch", "patch", "images", "crop", "seed")
+
+
+def _from_json(result: dict) -> dict:
+    """A result read back from json: level keys as floats again."""
+    return {key: {float(level): v for level, v in table.items()} for key, table in result.items()}
+
+
+def write(results: dict, seconds: dict, costs: dict, args: argparse.Namespace, out: Path) -> str:
+    """The table (``out``), its numbers (.json) and the plot (.png); returns the table."""
+    text = to_markdown(results, args, seconds, costs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(
+        {"results": _plain_json(results), "seconds": seconds, "costs": costs,
+         "args": {k: str(getattr(args, k)) for k in (*MEASURE_ARGS, "out")}}, indent=1, allow_nan=False) + "\n")
+    plot(results, out.with_suffix(".png"))
+    return text
+
+
+def merge(parts: list[Path], out: Path) -> str:
+    """Docs from the part files of ``--arm`` runs (each arm once, the same measurement settings)."""
+    loaded = [entry for p in parts for entry in json.loads(p.read_text())]  # each file: a list of arms
+    settings = {json.dumps(part["args"], sort_keys=True) for part in loaded}
+    if len(settings) != 1:
+        raise SystemExit(f"anchors: the parts were measured with different settings: {sorted(settings)}")
+    by_arm = {part["arm"]: part for part in loaded}
+    order = [name for name, _, _ in ARMS.values() if name in by_arm]
+    if len(order) != len(loaded) or TWO_NAME not in by_arm or len(order) < 2:
+        raise SystemExit(f"anchors: need one part per arm, the two-anchor arm and a multi-anchor arm; got {[p['arm'] for p in loaded]}")
+    args = argparse.Namespace(**{k: int(v) for k, v in loaded[0]["args"].items()}, out=out)
+    return write({a: _from_json(by_arm[a]["result"]) for a in order}, {a: by_arm[a]["seconds"] for a in order},
+                 {a: by_arm[a]["costs"] for a in order}, args, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=400,
@@ -395,7 +432,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "anchors.md",
                         help="the table; its .json and .png are written beside it")
+    parser.add_argument("--arm", choices=list(ARMS), action="append",
+                        help="train and measure only this arm (repeatable) and write its numbers to --part: arms "
+                             "run in separate processes give the same numbers (each is seeded on its own)")
+    parser.add_argument("--part", type=Path, help="with --arm: the part file (json) to write")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="PART", help="write --out from part files")
     args = parser.parse_args(argv)
+    if args.merge:
+        print(merge(args.merge, args.out))
+        return 0
+    if bool(args.arm) != bool(args.part):
+        parser.error("--arm and --part go together")
     if not (TRAIN.is_dir() and TEST.is_dir()):
         raise SystemExit(f"anchors: needs {TRAIN} and {TEST} (../shared; see its README)")
     import ftn
@@ -405,23 +452,22 @@ def main(argv: list[str] | None = None) -> int:
     sets = test_images(args.images, args.crop, args.seed)
     patches = sampler(args.patch, args.seed)
     results, seconds, costs = {}, {}, {}
-    arms = (("from the base", False, ANCHORS, args.steps), ("chained", True, ANCHORS, args.steps),
-            (TWO_NAME, False, TWO, (len(ANCHORS) - 1) * args.steps))
-    for arm, chained, anchors, steps in arms:
+    for key in args.arm or list(ARMS):
+        arm, chained, anchors = ARMS[key]
+        steps = args.steps if anchors == ANCHORS else (len(ANCHORS) - 1) * args.steps  # the same total
         print(f"{arm}:", flush=True)
         torch.manual_seed(args.seed)
         model = build(base, chained, anchors)
         seconds[arm] = train_anchors(model, patches, anchors, steps, args.batch, lambda s: print(s, flush=True))
         results[arm] = evaluate_two(model, sets) if anchors == TWO else evaluate(model, sets)
         costs[arm] = {case: per_pixel_cost(model, base, setting) for case, setting in cost_cases(anchors).items()}
-    text = to_markdown(results, args, seconds, costs)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"results": _plain_json(results), "seconds": seconds, "costs": costs,
-         "args": {k: str(v) for k, v in vars(args).items()}}, indent=1, allow_nan=False) + "\n")
-    plot(results, args.out.with_suffix(".png"))
-    print(text)
+    if args.part:
+        args.part.parent.mkdir(parents=True, exist_ok=True)
+        args.part.write_text(json.dumps([{"arm": arm, "result": _plain_json(results[arm]), "seconds": seconds[arm],
+                                          "costs": costs[arm], "args": {k: getattr(args, k) for k in MEASURE_ARGS}}
+                                         for arm in results], indent=1, allow_nan=False) + "\n")
+        return 0
+    print(write(results, seconds, costs, args, args.out))
     return 0
 
 

@@ -72,12 +72,15 @@ SHARED_DATA = anchors.TRAIN.is_dir() and anchors.TEST.is_dir()
 
 @pytest.mark.skipif(not SHARED_DATA, reason=f"needs ../shared's BSD432 and CBSD68 ({anchors.SHARED} is absent)")
 def test_smoke_run_fills_every_column(tmp_path: Path, one_thread: None) -> None:
+    # the arms in two processes' worth of parts, merged: the path the full run takes to share the CPUs
+    tiny = ["--steps", "1", "--images", "1", "--crop", "32", "--batch", "2", "--patch", "16"]
+    assert anchors.main([*tiny, "--arm", "two", "--part", str(tmp_path / "two.json")]) == 0
+    assert anchors.main([*tiny, "--arm", "from-base", "--arm", "chained", "--part", str(tmp_path / "multi.json")]) == 0
     out = tmp_path / "anchors.md"
-    assert anchors.main(["--steps", "1", "--images", "1", "--crop", "32", "--batch", "2", "--patch", "16",
-                         "--out", str(out)]) == 0
+    assert anchors.main(["--merge", str(tmp_path / "two.json"), str(tmp_path / "multi.json"), "--out", str(out)]) == 0
     data = json.loads(out.with_suffix(".json").read_text())
     header = next(line for line in out.read_text().splitlines() if line.startswith("| | "))
-    assert header.endswith(f"| {anchors.TWO_NAME} |")
+    assert header == f"| | from the base | chained | {anchors.TWO_NAME} |"
     assert out.with_suffix(".png").stat().st_size > 0
     results = data["results"]
     assert list(results) == ["from the base", "chained", anchors.TWO_NAME]
@@ -94,3 +97,20 @@ def test_smoke_run_fills_every_column(tmp_path: Path, one_thread: None) -> None:
     # per-pixel cost, counted: a number is the plain network; a map one convolution per anchor delta it touches
     assert list(data["costs"]["chained"].values()) == [1.0, 3.0, 4.0]
     assert list(data["costs"][anchors.TWO_NAME].values()) == [1.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize("case", ["different settings", "an arm twice", "no two-anchor arm"])
+def test_merge_refuses_parts_that_do_not_fit(tmp_path: Path, case: str) -> None:
+    fake = _fake_results()
+    settings = {"steps": 1, "batch": 2, "patch": 16, "images": 1, "crop": 16, "seed": 0}
+    arms = {"different settings": ["chained", anchors.TWO_NAME], "an arm twice": ["chained", "chained", anchors.TWO_NAME],
+            "no two-anchor arm": ["chained", "from the base"]}[case]
+    parts = []
+    for i, arm in enumerate(arms):
+        entry = {"arm": arm, "result": anchors._plain_json(fake[arm]), "seconds": [1.0], "costs": {},
+                 "args": {**settings, "seed": i if case == "different settings" else 0}}
+        parts.append(tmp_path / f"{i}.json")
+        parts[-1].write_text(json.dumps([entry]))
+    with pytest.raises(SystemExit, match="anchors: "):
+        anchors.merge(parts, tmp_path / "out.md")
+    assert not (tmp_path / "out.md").exists()
