@@ -221,7 +221,7 @@ def summary(results: dict) -> dict[str, dict[str, float]]:
     return out
 
 
-def reading(results: dict, seconds: dict, costs: dict) -> list[str]:
+def reading(results: dict, seconds: dict, costs: dict, other_runs: bool = False) -> list[str]:
     """The paragraph that reads the table: what the extra anchors buy against the two-anchor arm, and
     at what cost (training seconds, convolutions per pixel)."""
     s = summary(results)
@@ -240,7 +240,8 @@ def reading(results: dict, seconds: dict, costs: dict) -> list[str]:
     lines.append(
         "**At what cost**: training seconds "
         + ", ".join(f"{sum(seconds[m]):.0f} ({m})" for m in results)
-        + " for the same number of steps; per pixel, "
+        + " for the same number of steps" + (" (measured in different runs, under different loads)" if other_runs else "")
+        + "; per pixel, "
         + "; ".join(f"{c}: " + ", ".join(f"{costs[m][c]:.0f}" for m in results) for c in cases)
         + " convolutions per tuned layer (in the table's column order). A fixed setting is one blended "
         "kernel per layer whatever the anchors; a map costs one convolution per anchor delta it touches "
@@ -270,7 +271,8 @@ def _cell_two(entry: dict, level: float) -> str:
     return f"{best[0]:.2f} ({best[1]:g})"
 
 
-def to_markdown(results: dict, args: argparse.Namespace, seconds: dict, costs: dict | None = None) -> str:
+def to_markdown(results: dict, args: argparse.Namespace, seconds: dict, costs: dict | None = None,
+                sources: dict[str, str] | None = None) -> str:
     modes = list(results)
     multi = [m for m in modes if m != TWO_NAME]
     two = results.get(TWO_NAME)
@@ -293,6 +295,12 @@ def to_markdown(results: dict, args: argparse.Namespace, seconds: dict, costs: d
         "where the others have an inner anchor, its best alpha on a 0.05 grid and the alpha of a linear "
         "calibration (`PSNR (best alpha) / PSNR (linear alpha)`), and between them its best alpha.",
         "",
+    ]
+    for source in dict.fromkeys((sources or {}).values()):
+        named = " and ".join(f"*{arm}*" for arm, where in sources.items() if where == source)
+        lines += [f"The column(s) {named} hold the numbers of {source}, not retrained in this run (the same code, "
+                  "seeds and settings); their training seconds were measured under that run's load.", ""]
+    lines += [
         "| | " + " | ".join(modes) + " |",
         "|---|" + "---|" * len(modes),
     ]
@@ -332,7 +340,7 @@ def to_markdown(results: dict, args: argparse.Namespace, seconds: dict, costs: d
                   "them, and smoothness across them)." if better else
                   "Neither mode is at least as good on all three counts at this budget.", ""]
     if two is not None and costs:
-        for paragraph in reading(results, seconds, costs):
+        for paragraph in reading(results, seconds, costs, bool(sources)):
             lines += [paragraph, ""]
     return "\n".join(lines)
 
@@ -393,20 +401,22 @@ def _from_json(result: dict) -> dict:
     return {key: {float(level): v for level, v in table.items()} for key, table in result.items()}
 
 
-def write(results: dict, seconds: dict, costs: dict, args: argparse.Namespace, out: Path) -> str:
+def write(results: dict, seconds: dict, costs: dict, args: argparse.Namespace, out: Path,
+          sources: dict[str, str] | None = None) -> str:
     """The table (``out``), its numbers (.json) and the plot (.png); returns the table."""
-    text = to_markdown(results, args, seconds, costs)
+    text = to_markdown(results, args, seconds, costs, sources)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     out.with_suffix(".json").write_text(json.dumps(
-        {"results": _plain_json(results), "seconds": seconds, "costs": costs,
+        {"results": _plain_json(results), "seconds": seconds, "costs": costs, "sources": sources or {},
          "args": {k: str(getattr(args, k)) for k in (*MEASURE_ARGS, "out")}}, indent=1, allow_nan=False) + "\n")
     plot(results, out.with_suffix(".png"))
     return text
 
 
 def merge(parts: list[Path], out: Path) -> str:
-    """Docs from the part files of ``--arm`` runs (each arm once, the same measurement settings)."""
+    """Docs from the part files of ``--arm`` runs (each arm once, the same measurement settings). A part
+    may carry ``"source"``: where its numbers come from, when not from this run (the table says so)."""
     loaded = [entry for p in parts for entry in json.loads(p.read_text())]  # each file: a list of arms
     settings = {json.dumps(part["args"], sort_keys=True) for part in loaded}
     if len(settings) != 1:
@@ -417,7 +427,8 @@ def merge(parts: list[Path], out: Path) -> str:
         raise SystemExit(f"anchors: need one part per arm, the two-anchor arm and a multi-anchor arm; got {[p['arm'] for p in loaded]}")
     args = argparse.Namespace(**{k: int(v) for k, v in loaded[0]["args"].items()}, out=out)
     return write({a: _from_json(by_arm[a]["result"]) for a in order}, {a: by_arm[a]["seconds"] for a in order},
-                 {a: by_arm[a]["costs"] for a in order}, args, out)
+                 {a: by_arm[a]["costs"] for a in order}, args, out,
+                 {a: by_arm[a]["source"] for a in order if by_arm[a].get("source")})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,3 +114,22 @@ def test_merge_refuses_parts_that_do_not_fit(tmp_path: Path, case: str) -> None:
     with pytest.raises(SystemExit, match="anchors: "):
         anchors.merge(parts, tmp_path / "out.md")
     assert not (tmp_path / "out.md").exists()
+
+
+def test_merge_names_the_source_of_parts_not_from_this_run(tmp_path: Path) -> None:
+    fake = _fake_results()
+    settings = {"steps": 1, "batch": 2, "patch": 16, "images": 1, "crop": 16, "seed": 0}
+    costs = {case: 1.0 for case in anchors.cost_cases(anchors.TWO)}
+    parts = []
+    for arm in fake:
+        entry = {"arm": arm, "result": anchors._plain_json(fake[arm]), "seconds": [1.0], "costs": costs, "args": settings}
+        if arm != anchors.TWO_NAME:
+            entry["source"] = "an earlier run"
+        parts.append(tmp_path / f"{len(parts)}.json")
+        parts[-1].write_text(json.dumps([entry]))
+    text = anchors.merge(parts[::-1], tmp_path / "out.md")  # the table keeps the arms' order whatever the parts'
+    assert "The column(s) *from the base* and *chained* hold the numbers of an earlier run" in text
+    assert "(measured in different runs, under different loads)" in text
+    assert json.loads((tmp_path / "out.json").read_text())["sources"] == {"from the base": "an earlier run",
+                                                                          "chained": "an earlier run"}
+    assert next(line for line in text.splitlines() if line.startswith("| | ")).endswith(f"| {anchors.TWO_NAME} |")
