@@ -29,20 +29,29 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import importlib.util
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ftn
+from ftn.axes_io import save_axes
+from ftn.io import read_metadata
+from ftn.train import load_config, train
+from ftn.tuning.loop import TrainingPaused, checkpoint_path
 
-import ship_models  # noqa: E402  (the same card, manifest and leg machinery as the one-axis models)
 
-import ftn  # noqa: E402
-from ftn.axes_io import save_axes  # noqa: E402
-from ftn.io import read_metadata  # noqa: E402
-from ftn.train import load_config, train  # noqa: E402
-from ftn.tuning.loop import TrainingPaused, checkpoint_path  # noqa: E402
+def _load_ship_models() -> Any:
+    """scripts/ship_models.py, the one-axis models' script: the same card, manifest and leg machinery."""
+    spec = importlib.util.spec_from_file_location("ship_models", Path(__file__).with_name("ship_models.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ship_models = _load_ship_models()
 
 RUNS = Path("reproduce/runs/ship/restore")
 BASE_CONFIG = Path("configs/ship/restore-base.yaml")

@@ -23,7 +23,6 @@ ARCH = {"size": "mini", "channels": 4, "blocks": 1, "scales": 2, "image_skip": T
 
 
 def _load_script():
-    sys.path.insert(0, str(ROOT / "scripts"))
     spec = importlib.util.spec_from_file_location("ship_restore", ROOT / "scripts" / "ship_restore.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["ship_restore"] = module  # dataclasses look their module up while the class is built
