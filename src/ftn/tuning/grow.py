@@ -14,9 +14,9 @@
 
 All keep every existing tensor; the new tuner's hat weight is 0 wherever an old setting lies (a_d
 <= K on the grown axis, 0 on a new one), so outputs at every old setting stay exactly as they were:
-:func:`check_unchanged` proves it on a probe image before and after training. A corner changes the
-settings where its weight is not 0 (every corner axis within one segment of its anchor): it is
-trained to, and the check covers the settings outside them (:func:`old_settings` with ``corner``).
+:func:`check_unchanged` proves it on a probe image before and after training. A corner is meant to
+change the settings where its weight is not 0 (every corner axis within one segment of its anchor);
+the check covers the settings outside them (:func:`old_settings` with ``corner``).
 
 **What each axis degrades** (:func:`axis_kinds`): training data for a point of a multi-axis model
 needs the degradation of every axis (a noise or a JPEG level). A grown file records it under
