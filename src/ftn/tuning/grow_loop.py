@@ -161,7 +161,7 @@ def grow(
         KeyboardInterrupt: after Ctrl-C, once the checkpoint is saved.
         TrainingPaused: ``stop_after_s`` reached before the last step (the checkpoint is saved).
     """
-    from .loop import _calibration_images, _pick_device, _probe, _sizes, check_run, resume_from, run_steps
+    from .loop import _calibration_images, _pick_device, _probe, _sizes, check_run
 
     if sum(x is not None for x in (add_anchor, new_axis, corner)) != 1:
         raise ValueError("give one of --add-anchor SPEC (with --axis), --new-axis NAME (with --to) or --corner "
@@ -248,19 +248,13 @@ def grow(
               "seed": seed, "loss": "l1", "held_out": [f.name for f in held]}
     run = {"iters": iters, "minutes": minutes, "device": str(dev), "checkpoint_every": checkpoint_every,
            "sizes": sizes_note}
-    start, elapsed_before = resume_from(ckpt, saved, recipe, grown, optimizer)
-    if progress:
-        where = f"anchor {k + 1} of {trained} ({level_hi.name})" if add_anchor is not None else f"new axis {trained} ({level_lo.name} ... {level_hi.name})"
-        tqdm.write(f"tune {where} on {name}: {sum(p.numel() for p in params):,} parameters train, every other "
-                   f"tuner frozen; {source.description}; batch {batch_size} x {patch_size}px on {dev} ({sizes_note})")
-    done, wall = run_steps(grown, optimizer, source, alpha=point, device=dev, ckpt=ckpt, config={**recipe, **run},
-                           start=start, elapsed_before=elapsed_before, iters=iters, minutes=minutes,
-                           batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every, progress=progress,
-                           stop_after_s=stop_after_s)
+    where = f"anchor {k + 1} of {trained} ({level_hi.name})" if add_anchor is not None else f"new axis {trained} ({level_lo.name} ... {level_hi.name})"
+    done, wall = _train_tuner(grown, optimizer, source, point, dev, ckpt, saved, recipe, run, f"tune {where} on {name}: "
+                              f"{sum(p.numel() for p in params):,} parameters train, every other tuner frozen; "
+                              f"{source.description}; batch {batch_size} x {patch_size}px on {dev} ({sizes_note})",
+                              iters=iters, minutes=minutes, batch_size=batch_size, lr=lr,
+                              checkpoint_every=checkpoint_every, progress=progress, stop_after_s=stop_after_s)
 
-    grown.eval()
-    for p in grown.parameters():
-        p.requires_grad_(False)
     calibration, cal_note = None, "none (--no-calibrate); use --alpha"
     if not calibrate and k > 0:  # a calibration the base had must still reach the new anchor: linear to it
         calibration = _extended(grown, trained, [(level_lo.level, float(k)), (level_hi.level, float(k + 1))],
@@ -286,13 +280,31 @@ def grow(
     return out
 
 
+def _train_tuner(grown: AxesModel, optimizer: torch.optim.Optimizer, source: SpecSource, point: dict[str, float],
+                 dev: torch.device, ckpt: Path, saved: dict[str, Any] | None, recipe: dict[str, Any],
+                 run: dict[str, Any], words: str, **steps: Any) -> tuple[int, float]:
+    """Resume (or start) and train the new tuner at ``point`` (``steps``: :func:`run_steps`'s budget),
+    then freeze the whole model; ``words`` is said first when ``steps["progress"]``."""
+    from .loop import resume_from, run_steps
+
+    start, elapsed_before = resume_from(ckpt, saved, recipe, grown, optimizer)
+    if steps["progress"]:
+        tqdm.write(words)
+    done, wall = run_steps(grown, optimizer, source, alpha=point, device=dev, ckpt=ckpt, config={**recipe, **run},
+                           start=start, elapsed_before=elapsed_before, **steps)
+    grown.eval()
+    for p in grown.parameters():
+        p.requires_grad_(False)
+    return done, wall
+
+
 def _grow_corner(model: AxesModel, old: nn.Module, kinds: dict[str, Any], text: str | dict[str, float], *, name: str,
                  origin: dict[str, Any], data: Any, iters: int | None, minutes: float | None, batch_size: int | None,
                  patch_size: int | None, lr: float, out: Path, ckpt: Path, saved: dict[str, Any] | None,
                  dev: torch.device, progress: bool, seed: int, checkpoint_every: int,
                  stop_after_s: float | None) -> Path:
     """:func:`grow` for ``--corner``: the joint correction trains at the corner; no calibration changes."""
-    from .loop import _probe, _sizes, resume_from, run_steps
+    from .loop import _probe, _sizes
 
     corner = corner_at(model, text)
     grown = with_corner(model, corner)
@@ -329,17 +341,11 @@ def _grow_corner(model: AxesModel, old: nn.Module, kinds: dict[str, Any], text: 
               "seed": seed, "loss": "l1", "held_out": []}
     run = {"iters": iters, "minutes": minutes, "device": str(dev), "checkpoint_every": checkpoint_every,
            "sizes": sizes_note}
-    start, elapsed_before = resume_from(ckpt, saved, recipe, grown, optimizer)
-    if progress:
-        tqdm.write(f"tune the corner {words} on {name}: {sum(p.numel() for p in params):,} parameters train, every "
-                   f"other tuner frozen; {source.description}; batch {batch_size} x {patch_size}px on {dev} ({sizes_note})")
-    done, wall = run_steps(grown, optimizer, source, alpha=point, device=dev, ckpt=ckpt, config={**recipe, **run},
-                           start=start, elapsed_before=elapsed_before, iters=iters, minutes=minutes,
-                           batch_size=batch_size, lr=lr, checkpoint_every=checkpoint_every, progress=progress,
-                           stop_after_s=stop_after_s)
-    grown.eval()
-    for p in grown.parameters():
-        p.requires_grad_(False)
+    done, wall = _train_tuner(grown, optimizer, source, point, dev, ckpt, saved, recipe, run, f"tune the corner {words} on {name}: "
+                              f"{sum(p.numel() for p in params):,} parameters train, every other tuner frozen; "
+                              f"{source.description}; batch {batch_size} x {patch_size}px on {dev} ({sizes_note})",
+                              iters=iters, minutes=minutes, batch_size=batch_size, lr=lr,
+                              checkpoint_every=checkpoint_every, progress=progress, stop_after_s=stop_after_s)
     grown.cpu()
     check_unchanged(old.cpu(), grown, probe, settings, "after training")
     grown.metadata = _metadata(model, grown, None, None, kinds, old_tuned=model.metadata.get("tuned"),
