@@ -517,6 +517,30 @@ def test_training_one_anchor_moves_it_alone(method, options) -> None:
         assert torch.equal(model(x, alpha={}), base(x))
 
 
+@pytest.mark.parametrize("method,options,layout", CASES, ids=CASE_IDS)
+def test_a_new_setting_reuses_the_anchors_until_a_weight_changes(method, options, layout, monkeypatch) -> None:
+    """Moving a slider or searching alpha must not rebuild every anchor (chained FTN kernels are the
+    costly part); a changed weight must, and the outputs equal those of a copy that cached nothing."""
+    _, model = _make(method, options, layout)
+    layers = {id(layer) for _, layer in model.axes_layers()}
+    built = []
+    layer_class = type(next(layer for _, layer in model.axes_layers()))
+    real = layer_class._anchor_tensors
+    monkeypatch.setattr(layer_class, "_anchor_tensors",
+                        lambda self, *a: (built.append(a) if id(self) in layers else None) or real(self, *a))
+    x, settings = _x(), [{"sigma": 0.5}, {"sigma": 0.8, "quality": 0.3}, {"quality": 1.0}, {"sigma": _full(0.7)}]
+    with torch.no_grad():
+        for setting in settings:
+            uncached = copy.deepcopy(model)(x, alpha=setting)  # new tensors: nothing of the cache applies
+            assert torch.equal(model(x, alpha=setting), uncached), setting
+        anchors = sum(axis.anchors - 1 for axis in model.axes) * len(layers)
+        assert len(built) == anchors  # each anchor built once in all, whatever the settings
+        _perturb(model.tuner_parameters(), seed=5)
+        uncached = copy.deepcopy(model)(x, alpha={"sigma": 0.5})
+        assert torch.equal(model(x, alpha={"sigma": 0.5}), uncached)
+    assert len(built) == 2 * anchors
+
+
 @pytest.mark.parametrize("edit,reason", [
     (lambda s: s["axes"][0].update(anchors=1000), "asks for more than"),
     (lambda s: s.update(corners=[{"sigma": 1}] * 65), "asks for more than"),

@@ -290,6 +290,7 @@ class AxesLayer(TunableLayer):
         for corner in corners:
             self.add_corner(corner)
         self._cache = KernelCache()  # the blended tensors at the current numbers
+        self._anchor_cache = KernelCache()  # every anchor's tensors and corner correction, for any numbers
         self._delta_cache = KernelCache()  # every anchor delta and corner correction, for maps
 
     # -- what subclasses define --------------------------------------------------------------
@@ -348,11 +349,35 @@ class AxesLayer(TunableLayer):
             plain = _add(plain, _sub(self._anchor(by_name[name], k, memo), base))
         return plain
 
-    def tensors_at(self, setting: Mapping[str, float]) -> dict[str, Tensor]:
+    def _corner_correction(self, corner: Corner, memo: dict) -> dict[str, Tensor]:
+        key = ("corner", corner)
+        if key not in memo:
+            memo[key] = self._corner_delta(corner, self._corner_plain(corner, memo))
+        return memo[key]
+
+    def _all_anchors(self) -> dict:
+        """Every W_{d,k} (keyed (axis, k)) and J_c (keyed ("corner", c)), to blend any numbers from."""
+        memo: dict = {}
+        for axis in self.axes:
+            for k in range(axis.anchors):
+                self._anchor(axis, k, memo)
+        for corner in self._corners:
+            self._corner_correction(corner, memo)
+        return memo
+
+    def _anchors_memo(self, inputs: tuple[Tensor, ...]) -> dict:
+        """The anchors, kept until a tensor changes, so that a new setting (a slider moved, an alpha
+        search) costs only the blend; empty while training, where only the needed ones are built."""
+        if not KernelCache.reuses(inputs):
+            return {}
+        return self._anchor_cache.get(("anchors",), inputs, self._all_anchors)
+
+    def tensors_at(self, setting: Mapping[str, float], memo: dict | None = None) -> dict[str, Tensor]:
         """Eq. (A1) at numbers: the blended tensors. One axis on an anchor gives that anchor's own
         tensors, and one axis between anchors k and k + 1 their ``torch.lerp`` (bit for bit what a
-        two-anchor model computes); several axes add their deltas to f."""
-        memo: dict = {}
+        two-anchor model computes); several axes add their deltas to f. ``memo`` holds anchors
+        computed already (see :meth:`_anchors_memo`)."""
+        memo = {} if memo is None else memo
         base = self._anchor(self.axes[0], 0, memo)
         total: dict[str, Tensor] | None = None
         for axis in self.axes:
@@ -370,20 +395,20 @@ class AxesLayer(TunableLayer):
         for corner in self._corners:
             weight = math.prod(hat(float(setting.get(name, 0.0)), k) for name, k in corner)
             if weight != 0.0:
-                delta = self._corner_delta(corner, self._corner_plain(corner, memo))
+                delta = self._corner_correction(corner, memo)
                 total = _add(total, {n: weight * v for n, v in delta.items()})
         return total
 
-    def _deltas(self) -> dict[Any, dict[str, Tensor]]:
+    def _deltas(self, memo: dict | None = None) -> dict[Any, dict[str, Tensor]]:
         """Every Delta_{d,k} (keyed (axis, k)) and J_c (keyed by the corner)."""
-        memo: dict = {}
+        memo = {} if memo is None else memo
         base = self._anchor(self.axes[0], 0, memo)
         out: dict[Any, dict[str, Tensor]] = {}
         for axis in self.axes:
             for k in range(1, axis.anchors):
                 out[(axis.name, k)] = _sub(self._anchor(axis, k, memo), base)
         for corner in self._corners:
-            out[corner] = self._corner_delta(corner, self._corner_plain(corner, memo))
+            out[corner] = self._corner_correction(corner, memo)
         return out
 
     # -- running -----------------------------------------------------------------------------
@@ -421,8 +446,9 @@ class AxesLayer(TunableLayer):
             return self.base(*x, **kwargs)
         numbers = control.numbers()
         setting = dict(zip(control.names, numbers, strict=True))
+        inputs = self._inputs()
         if any(numbers):
-            fixed = self._cache.get(numbers, self._inputs(), lambda: self.tensors_at(setting))
+            fixed = self._cache.get(numbers, inputs, lambda: self.tensors_at(setting, self._anchors_memo(inputs)))
             y = self._run(x, fixed, kwargs)
         else:
             fixed, y = self._base_tensors(), self.base(*x, **kwargs)
@@ -430,7 +456,7 @@ class AxesLayer(TunableLayer):
         if not varying:
             return y
         # Per-sample values and maps: Eq. 3 generalised, one convolution per active term.
-        deltas = self._delta_cache.get(("deltas",), self._inputs(), self._deltas)
+        deltas = self._delta_cache.get(("deltas",), inputs, lambda: self._deltas(self._anchors_memo(inputs)))
         channels_last = isinstance(self.base, CHANNELS_LAST_LAYERS)
         views = {n: control.for_output(n, y, channels_last=channels_last) for n in varying}
         terms: list[tuple[Any, Tensor]] = []

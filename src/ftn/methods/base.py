@@ -89,11 +89,16 @@ class KernelCache:
         self._key: tuple | None = None
         self._value: Any = None
 
-    def get(self, alpha: float, inputs: Sequence[Tensor], compute: Callable[[], Any]) -> Any:
+    @staticmethod
+    def reuses(inputs: Sequence[Tensor]) -> bool:
+        """Whether a value computed from ``inputs`` may be kept: not while autograd records through
+        them, and not for tensors made under inference_mode (they carry no version counter)."""
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-            return compute()
-        if any(t.is_inference() for t in inputs):
-            # Tensors created under inference_mode carry no version counter: recompute to stay correct.
+            return False
+        return not any(t.is_inference() for t in inputs)
+
+    def get(self, alpha: Any, inputs: Sequence[Tensor], compute: Callable[[], Any]) -> Any:
+        if not self.reuses(inputs):
             return compute()
         key = (alpha,) + tuple((id(t), t._version, t.device, t.dtype) for t in inputs)
         if key != self._key:
