@@ -38,7 +38,9 @@ per-sample (B, D) tensor, or per-pixel: a (B, 1, H, W) map per axis in the dict 
 other axes), or a (B, D, H, W) tensor. Values must lie in [0, K_d].
 
 **Cost.** A fixed setting (numbers only) computes ONE blended kernel per layer, cached until the
-setting or a tensor changes (:class:`~ftn.methods.base.KernelCache`): the plain network's cost. With
+setting or a tensor changes (:class:`~ftn.methods.base.KernelCache`): the plain network's cost. Every
+anchor's tensors are kept too, until a tensor changes, so a new setting (a slider moved, an alpha
+search) costs only the blend, not the chain of FTNs again. With
 maps or per-sample values, the axes given as numbers are folded into that one blended kernel and each
 layer runs (Eq. 3 generalised)::
 
