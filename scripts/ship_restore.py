@@ -3,6 +3,7 @@ photos as files hold them, noise (clipped, 8-bit) then JPEG, with two knobs, one
 
     python scripts/ship_restore.py --stop-after 60          # one CPU leg: resumes, pauses after an hour
     python scripts/ship_restore.py --dedicated              # also the comparison models of docs/restore.md
+    python scripts/ship_restore.py --only-dedicated --stop-after 60   # just those, on a second core beside a leg
     python scripts/ship_restore.py --set device=cuda --device cuda --stop-after 8    # a leg on a lent GPU
 
 **The recipe, stage after stage** (every stage resumes from its checkpoint and is skipped once its model
@@ -21,6 +22,8 @@ file exists; ``--stop-after`` pauses the stage in progress, so the run goes on i
 
 ``--dedicated`` also trains the comparison models of ``benchmarks/restore.py``: the base fine-tuned
 whole at one setting (corners and centre of the grid), the same steps as one tuner. They are not shipped.
+They need only the base, so once it is done ``--only-dedicated`` trains them in a second process while
+the tuners go on in the first (the stages do not share files).
 Run from the repository root, with ../shared beside it.
 """
 
@@ -194,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for the trainer stages (base, dedicated): device, batch_size, threads, ...")
     parser.add_argument("--dedicated", action="store_true", help="also train the comparison models (after the tuners)")
+    parser.add_argument("--only-dedicated", action="store_true",
+                        help="train only the comparison models (the base must be done): beside a tuner leg on another core")
     parser.add_argument("--no-install", action="store_true", help="do not copy the result into src/ftn/models")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for every stage")
     for field in dataclasses.fields(Budget):
@@ -207,6 +212,15 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     deadline = ship_models.Deadline(args.stop_after)
+    if args.only_dedicated:
+        base = Path(load_config(BASE_CONFIG, overrides).out_dir) / "model.safetensors"
+        if not base.is_file():
+            print(f"restore: the base is not trained yet ({base}); run a leg without --only-dedicated first",
+                  file=sys.stderr)
+            return 2
+        if not run_dedicated(base, budget, overrides, deadline):
+            print("restore: paused in the comparison models (time is up); run the same command to continue")
+        return 0
     base = run_base(overrides, deadline)
     if base is None:
         print("restore: paused in the base stage (time is up); run the same command to continue")

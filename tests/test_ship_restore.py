@@ -92,3 +92,16 @@ def test_the_recipe_runs_in_legs_and_installs_a_two_axis_model(workdir: Path, ca
     # a finished run is not trained again
     assert ship_restore.main([*TINY, "--no-install"]) == 0
     assert capsys.readouterr().out.count("done already") == 1 + len(ship_restore.TUNERS)
+
+
+def test_the_comparison_models_train_alone_once_the_base_is_done(workdir: Path, capsys) -> None:
+    # before the base exists: refused in one line, nothing trained
+    assert ship_restore.main([*TINY, "--only-dedicated"]) == 2
+    assert "the base is not trained yet" in capsys.readouterr().err
+    assert not (workdir / "reproduce/runs/ship/restore").exists()
+    assert ship_restore.main([*TINY, "--stop-after", "60", "--no-install"]) == 0  # base and tuners
+    assert ship_restore.main([*TINY, "--only-dedicated"]) == 0
+    for setting in ship_restore.DEDICATED:
+        folder = workdir / f"reproduce/runs/ship/restore/dedicated-s{setting['sigma']}-q{setting['quality']}"
+        assert (folder / "model.safetensors").is_file()
+    assert not (workdir / "src/ftn/models/restore.safetensors").exists()
