@@ -277,8 +277,9 @@ def to_markdown(evaluations: list[tuple[str, dict]], limit: int | None, peer_res
         task, meta = ev["task"], ev["meta"]
         training = meta.get("training", {})
         recipe = meta.get("recipe", {})
-        paper = PAPER.get(task.name, {})
         setting = ev.get("setting")
+        # The paper's figures use unclipped noise: they sit beside the paper-setting table only.
+        paper = PAPER.get(task.name, {}) if setting != "photo" else {}
         title = f"## `{name}`: {task.name}, {' -> '.join(task.label(float(end[task.level_name])) for end in meta['levels'])}"
         out += [title + (f" ({setting} setting)" if setting else ""), ""]
         if setting:
@@ -309,7 +310,9 @@ def to_markdown(evaluations: list[tuple[str, dict]], limit: int | None, peer_res
         out += ["", "\\* unseen level (between the two trained levels).", "", f"![PSNR against alpha](quality-{_slug(name, ev)}.png)", ""]
         if peer_results and name in peer_results and setting != "paper":
             out += peers_markdown(peer_results[name])
-        if not paper:
+        if setting == "photo":
+            out += ["The paper's Table 2 figures (unclipped noise) are beside the paper-setting table below.", ""]
+        elif not paper:
             out += ["The paper reports deJPEG results only in its supplementary material, which is not available here, so there is no paper column.", ""]
     return "\n".join(out + provenance_markdown())
 
