@@ -175,7 +175,8 @@ def peers(name: str, images: int, reuse_cbm3d: bool = True) -> dict:
       ``ftn run --level SIGMA`` uses (the model's calibration) and CBM3D, side by side in this run.
       CBM3D takes ~13 s an image here, so its PSNRs are cached per (image, sigma, noise seed) in
       ``reproduce/runs/peers/cbm3d.json``: they do not change when the model does.
-    * **paper** setting (unclipped float noise, all of CBSD68): ftn beside FFDNet's published figures.
+    * **paper** setting (unclipped float noise, all of CBSD68): ftn beside FFDNet's published figures, also
+      with the noisy input clamped to [0, 1] first (a photo-trained model never saw values outside it).
     """
     from ftn.levels import level_to_alpha
 
@@ -199,10 +200,15 @@ def peers(name: str, images: int, reuse_cbm3d: bool = True) -> dict:
                 cache_path.write_text(json.dumps(cbm3d_cache, indent=0, sort_keys=True) + "\n")
             theirs.append(cbm3d_cache[key])
         paper = EvalSet(SHARED / "CBSD68", test_task(meta, "paper"), sigma)
+        unclipped, clamped = [], []
         with torch.inference_mode():
-            unclipped = [psnr(model(noisy[None], alpha=alpha).clamp(0, 1)[0], clean) for _, noisy, clean in paper]
+            for _, noisy, clean in paper:
+                unclipped.append(psnr(model(noisy[None], alpha=alpha).clamp(0, 1)[0], clean))
+                # The same noisy image clamped to [0, 1] first: what the model was trained on, less the 8-bit rounding.
+                clamped.append(psnr(model(noisy.clamp(0, 1)[None], alpha=alpha).clamp(0, 1)[0], clean))
         rows.append({"sigma": sigma, "alpha": alpha, "input": float(np.mean(inputs)), "ftn_photo": float(np.mean(ours)),
                      "cbm3d_photo": float(np.mean(theirs)), "ftn_paper": float(np.mean(unclipped)),
+                     "ftn_paper_clamped": float(np.mean(clamped)),
                      "ffdnet_paper": FFDNET_CBSD68_UNCLIPPED.get(sigma), "images_photo": len(photo), "images_paper": len(paper)})
     return {"name": name, "rows": rows}
 
@@ -215,14 +221,16 @@ def peers_markdown(result: dict) -> list[str]:
            "images, the same noisy files for both, measured side by side in one run. ftn at the alpha `ftn run --level SIGMA` "
            "picks (the model's calibration); CBM3D (PyPI `bm3d`, profile 'np', opponent colour space) told the nominal sigma. "
            f"**Paper setting** (unclipped float noise), all {n_paper} CBSD68 images: ftn beside FFDNet's published CBSD68 "
-           "figures (Zhang et al. 2018, colour model). PSNR in dB on RGB, uint8, no border crop.", "",
-           "| sigma | alpha | input (photo) | ftn (photo) | CBM3D (photo) | ftn - CBM3D | ftn (paper) | FFDNet published (paper) | ftn - FFDNet |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "figures (Zhang et al. 2018, colour model); \"clamped\" is ftn given the same unclipped noisy image clamped to "
+           "[0, 1] first (the clipping its training data had). PSNR in dB on RGB, uint8, no border crop.", "",
+           "| sigma | alpha | input (photo) | ftn (photo) | CBM3D (photo) | ftn - CBM3D | ftn (paper) | ftn (paper, clamped) "
+           "| FFDNet published (paper) | clamped - FFDNet |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ff = r["ffdnet_paper"]
         out.append(f"| {r['sigma']} | {r['alpha']:.2f} | {r['input']:.2f} | {r['ftn_photo']:.2f} | {r['cbm3d_photo']:.2f} | "
-                   f"{r['ftn_photo'] - r['cbm3d_photo']:+.2f} | {r['ftn_paper']:.2f} | {ff if ff is not None else '-'} | "
-                   f"{(r['ftn_paper'] - ff) if ff is not None else float('nan'):+.2f} |")
+                   f"{r['ftn_photo'] - r['cbm3d_photo']:+.2f} | {r['ftn_paper']:.2f} | {r['ftn_paper_clamped']:.2f} | "
+                   f"{ff if ff is not None else '-'} | {(r['ftn_paper_clamped'] - ff) if ff is not None else float('nan'):+.2f} |")
     return out + [""]
 
 

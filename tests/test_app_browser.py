@@ -42,8 +42,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")
 SIZE = 160  # image side: room for pixels far from the stroke, and still a fraction of a second per run
 STROKE_ROW, STROKE_COLS = 80, (56, 104)  # the painted line, in image pixels
 # Farther than this from the stroke's centre line, the output must not change: the brush's radius
-# (Gradio's "auto" size, about 16 px here) plus the denoiser's reach (about 12 px, measured) plus slack.
-FAR = 40
+# (Gradio's "auto" size, about 16 px here) plus the denoiser's reach plus slack. The shipped ResUNet sees
+# far (3 scales): a painted disc changed 8-bit outputs by more than 1 up to 16 px beyond it, by 1 up to 34 px.
+FAR = 56
 TIMEOUT_MS = 180_000  # generous: the test machine may be busy with other work
 
 
