@@ -80,7 +80,7 @@ def to_markdown(states: list[dict]) -> str:
 
 def stage_states() -> list[dict]:
     """Every stage of configs/ship/, bases first, as read from its run folder."""
-    return [_stage_state(p) for p in sorted(CONFIGS.glob("*-base.yaml")) + sorted(CONFIGS.glob("*-ftn16.yaml"))]
+    return [_stage_state(p) for p in sorted(CONFIGS.glob("*-base.yaml")) + sorted(CONFIGS.glob("*-ftn16*.yaml"))]
 
 
 def budget_tables(states: list[dict]) -> list[str]:

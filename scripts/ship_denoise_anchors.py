@@ -4,7 +4,8 @@
     python scripts/ship_denoise_anchors.py          # assemble, calibrate on Set14, write the candidate (not installed)
 
 The shipped two-anchor ``denoise`` reaches sigma 50 only by interpolating between its ends (alpha 0.7), and
-that is where it trails FFDNet most (docs/quality.md). Here the sigma-80 tuner of the shipped model and a
+that is where it trails FFDNet most (docs/quality.md). Here the sigma-80 tuner of the shipped model (by default
+``src/ftn/models/denoise.safetensors`` while it is the two-anchor file) and a
 sigma-50 tuner trained on the same frozen base become anchors 2 and 1 of one axis, both from the base
 (not chained: ``W_k = FTN_k(f)``), so no tuner is retrained (:meth:`ftn.methods.axes.AxesModel.import_tunable`).
 Alpha runs 0 ... 2; the level -> alpha calibration is measured per segment as ``scripts/ship_models.py``
@@ -87,7 +88,8 @@ def calibrate_segments(model: AxesModel, data: Path, crop: int | None = 256, lim
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inner", default=str(RUNS / "ftn16-s50" / "model.safetensors"))
-    parser.add_argument("--outer", default=str(RUNS / "ftn16" / "model.safetensors"))
+    # The shipped two-anchor file is the ftn16 run's model (one sha256 in both MANIFESTs), and in git.
+    parser.add_argument("--outer", default="src/ftn/models/denoise.safetensors")
     parser.add_argument("--out", default=str(RUNS / "anchors3" / "model.safetensors"))
     parser.add_argument("--data", default=str(CALIBRATION_DATA))
     parser.add_argument("--limit", type=int, default=None, help="first N calibration images only (a quick look)")
