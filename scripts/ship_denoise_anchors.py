@@ -10,7 +10,7 @@ sigma-50 tuner trained on the same frozen base become anchors 2 and 1 of one axi
 (not chained: ``W_k = FTN_k(f)``), so no tuner is retrained (:meth:`ftn.methods.axes.AxesModel.import_tunable`).
 Alpha runs 0 ... 2; the level -> alpha calibration is measured per segment as ``scripts/ship_models.py``
 measures it (best alpha on 256 px centre crops of Set14, a grid of 0.05, made monotone), and the file goes to
-``reproduce/runs/ship/denoise/anchors3/model.safetensors`` for ``benchmarks/quality.py`` to compare.
+``reproduce/runs/ship/denoise/anchors3/model.safetensors``, for ``benchmarks.quality.peers`` to set beside CBM3D and FFDNet.
 Run from the repository root, with ../shared beside it.
 """
 
@@ -81,7 +81,7 @@ def calibrate_segments(model: AxesModel, data: Path, crop: int | None = 256, lim
         notes.append(entry["source"])
     order = sorted(range(len(levels)), key=lambda i: levels[i])
     best = [alphas[i] for i in order]
-    monotone = [max(best[: i + 1]) for i in range(len(best))]  # monotone per segment by calibrate; so across them
+    monotone = [max(best[: i + 1]) for i in range(len(best))]  # calibrate() orders each segment; this joins them
     return Calibration(tuple(levels[i] for i in order), tuple(monotone), "; ".join(notes))
 
 
