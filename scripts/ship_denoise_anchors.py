@@ -17,21 +17,17 @@ Run from the repository root, with ../shared beside it.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-import ftn  # noqa: E402
-from ftn.axes_io import save_axes  # noqa: E402
-from ftn.eval.sweep import calibrate, parse_alpha_grid, sweep  # noqa: E402
-from ftn.levels import Calibration, Levels  # noqa: E402
-from ftn.methods.axes import AxesModel  # noqa: E402
-from ftn.tasks import get_task  # noqa: E402
-from ftn.tuning.grow import as_axes, with_anchor  # noqa: E402
+import ftn
+from ftn.axes_io import save_axes
+from ftn.eval.sweep import calibrate, parse_alpha_grid, sweep
+from ftn.levels import Calibration, Levels
+from ftn.methods.axes import AxesModel
+from ftn.tasks import get_task
+from ftn.tuning.grow import as_axes, with_anchor
 
 RUNS = Path("reproduce/runs/ship/denoise")
 CALIBRATION_DATA = Path("../shared/data/test/Set14")
