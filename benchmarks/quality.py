@@ -36,6 +36,7 @@ import ftn
 from ftn.data.datasets import EvalSet
 from ftn.eval.metrics import psnr
 from ftn.eval.sweep import sweep
+from ftn.levels import Levels
 from ftn.models import resolve
 from ftn.tasks import get_task
 
@@ -62,15 +63,16 @@ PEER_CACHE = Path(__file__).resolve().parents[1] / "reproduce" / "runs" / "peers
 class LevelSearch:
     """Mean PSNR over the test set at one level as a function of alpha, each alpha measured once."""
 
-    def __init__(self, model, folder: Path, task, level: float, train_levels: list[float], limit: int | None) -> None:
+    def __init__(self, model, folder: Path, task, level: float, anchors: list[float], limit: int | None) -> None:
         self.args = (model, folder, task, [level])
-        self.kw = {"train_levels": train_levels, "limit": limit, "progress": False}
+        self.kw = {"train_levels": anchors, "limit": limit, "progress": False}
+        self.top = float(len(anchors) - 1)  # alpha runs over [0, K] for K + 1 anchors
         self.values: dict[float, float] = {}
         self.input_psnr = float("nan")
         self.images = 0
 
     def __call__(self, alpha: float) -> float:
-        alpha = round(min(1.0, max(0.0, alpha)), 3)
+        alpha = round(min(self.top, max(0.0, alpha)), 3)
         if alpha not in self.values:
             result = sweep(*self.args, [alpha], **self.kw)
             self.values[alpha] = result.psnr[0][0]
@@ -90,18 +92,18 @@ def search_best_alpha(f: LevelSearch, start: float, step: float = 0.1) -> tuple[
     """
     for a in (start - step, start, start + step):
         f(a)
-    while True:  # walk uphill until the best point has evaluated neighbours on both sides (or is at 0 / 1)
+    while True:  # walk uphill until the best point has evaluated neighbours on both sides (or is at 0 / K)
         best, _ = f.best()
         lower, upper = round(best - step, 3), round(best + step, 3)
         grew = False
         for a in (lower, upper):
-            if 0.0 <= a <= 1.0 and round(a, 3) not in f.values:
+            if 0.0 <= a <= f.top and round(a, 3) not in f.values:
                 f(a)
                 grew = True
         if not grew:
             break
     best, _ = f.best()
-    left, right = max(0.0, best - step), min(1.0, best + step)
+    left, right = max(0.0, best - step), min(f.top, best + step)
     if left < best < right:  # vertex of the parabola through the best point and its neighbours
         y0, y1, y2 = f(left), f(best), f(right)
         denom = y0 - 2 * y1 + y2
@@ -130,14 +132,15 @@ def evaluate(name: str, limit: int | None, cache_dir: Path, reuse: bool, setting
     if reuse and cache.is_file():
         stored = json.loads(cache.read_text())
         return name, {**stored, "task": task, "meta": meta, "setting": setting}
-    train_levels = [float(level[task.level_name]) for level in meta["levels"]]
-    calibration = meta.get("calibration")
+    axis = Levels.from_metadata(meta).axis(task.level_name)
+    train_levels = [float(v) for v in axis.anchors]  # anchor k at alpha k; two for the old one-axis form
+    calibration = axis.calibration
     start = time.perf_counter()
     rows, curves, images = [], {}, 0
     for level in tqdm(levels, desc=name, unit="level"):
         f = LevelSearch(model, SHARED / folder, task, level, train_levels, limit)
-        calibrated = float(np.interp(level, calibration["levels"], calibration["alphas"])) if calibration else None
-        if level in train_levels:  # a trained level is measured at its own end, as the paper does
+        calibrated = calibration.alpha_at(level) if calibration is not None else None
+        if level in train_levels:  # a trained level is measured at its own anchor, as the paper does
             end = float(train_levels.index(level))
             f(end)
             if calibrated is not None:
@@ -288,7 +291,8 @@ def to_markdown(evaluations: list[tuple[str, dict]], limit: int | None, peer_res
         setting = ev.get("setting")
         # The paper's figures use unclipped noise: they sit beside the paper-setting table only.
         paper = PAPER.get(task.name, {}) if setting != "photo" else {}
-        title = f"## `{name}`: {task.name}, {' -> '.join(task.label(float(end[task.level_name])) for end in meta['levels'])}"
+        anchors = ev["train_levels"]  # anchor k at alpha k
+        title = f"## `{name}`: {task.name}, {' -> '.join(task.label(float(v)) for v in anchors)}"
         out += [title + (f" ({setting} setting)" if setting else ""), ""]
         if setting:
             out += [f"Test noise: {SETTING_WORDS[setting]}. The model was trained on "
@@ -297,25 +301,25 @@ def to_markdown(evaluations: list[tuple[str, dict]], limit: int | None, peer_res
             f"Network: {meta.get('arch', recipe.get('arch', '?'))} {recipe.get('arch_options', '')}, method "
             f"{recipe.get('method', 'ftn')} {recipe.get('method_options', '')}. Training budget: {training.get('budget', 'see metadata')}."
         )
-        cal = meta.get("calibration", {})
-        out += ["", f"Calibration source: {cal.get('source', 'none')}.", ""]
+        cal = Levels.from_metadata(meta).axis(task.level_name).calibration
+        out += ["", f"Calibration source: {cal.source if cal is not None else 'none'}.", ""]
         header = f"| {task.level_name} | input | calibrated alpha | PSNR at calibrated alpha | best alpha | PSNR at best alpha |"
         sep = "|---|---|---|---|---|---|"
         for row_name in paper:
             header += f" paper {row_name} |"
             sep += "---|"
+        ends = "alpha 0 or 1" if len(anchors) == 2 else f"alpha 0 ... {len(anchors) - 1}"
         out += [f"{ev['images']} images of {ev['folder']}{' (first ' + str(limit) + ')' if limit else ''}; trained levels at their "
-                "own end (alpha 0 or 1), as the paper; unseen levels: best alpha searched from the calibrated one in steps "
+                f"own anchor ({ends}), as the paper; unseen levels: best alpha searched from the calibrated one in steps "
                 "of 0.1, then the vertex of the parabola through the best three (each alpha a mean over the whole set); "
                 f"{ev['evaluations']} full-set evaluations, wall time {ev['wall'] / 60:.0f} min.", "", header, sep]
-        l1, l2 = ev["train_levels"]
         for level, inp, ca, cp, ba, bp in ev["rows"]:
-            unseen = "" if level in (l1, l2) else "*"
+            unseen = "" if level in anchors else "*"
             line = f"| {level:g}{unseen} | {inp:.2f} | {ca:.2f} | {cp:.2f} | {ba:.2f} | {bp:.2f} |" if ca is not None else f"| {level:g}{unseen} | {inp:.2f} | - | - | {ba:.2f} | {bp:.2f} |"
             for values in paper.values():
                 line += f" {values[int(level)]:.2f} |" if int(level) in values else " - |"
             out.append(line)
-        out += ["", "\\* unseen level (between the two trained levels).", "", f"![PSNR against alpha](quality-{_slug(name, ev)}.png)", ""]
+        out += ["", "\\* unseen level (between two trained levels).", "", f"![PSNR against alpha](quality-{_slug(name, ev)}.png)", ""]
         if peer_results and name in peer_results and setting != "paper":
             out += peers_markdown(peer_results[name])
         if setting == "photo":

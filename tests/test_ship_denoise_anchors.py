@@ -94,3 +94,25 @@ def test_main_writes_a_calibrated_three_anchor_file(tmp_path: Path, pair: tuple[
 def test_a_missing_tuner_is_one_line(tmp_path: Path, pair: tuple[Path, Path]) -> None:
     with pytest.raises(SystemExit, match="train it first"):
         script.main(["--inner", str(tmp_path / "none.safetensors"), "--outer", str(pair[1])])
+
+
+def test_install_ships_the_file_with_its_card(tmp_path: Path, pair: tuple[Path, Path],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    images = tmp_path / "clean"
+    images.mkdir()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(images / "0.png")
+    target, cards = tmp_path / "models" / "denoise.safetensors", tmp_path / "cards"
+    cards.mkdir()
+    monkeypatch.setattr(script, "TARGET", target)
+    monkeypatch.setattr(script.ship_models, "CARDS", cards)
+    out = tmp_path / "anchors3.safetensors"
+    assert script.main(["--inner", str(pair[0]), "--outer", str(pair[1]), "--out", str(out), "--data", str(images),
+                        "--install"]) == 0
+    assert target.read_bytes() == out.read_bytes()
+    manifest = (target.parent / "MANIFEST.tsv").read_text().splitlines()
+    assert any(line.startswith("denoise.safetensors\t") for line in manifest)
+    assert list(cards.iterdir())  # the card was written
+    meta = ftn.load(target).metadata
+    assert [q["level"] for q in meta["quality"]] == [f"sigma {v}" for v in (20, 30, 40, 50, 60, 70, 80)]
+    assert all(0 <= q["alpha"] <= 2 for q in meta["quality"])
+    assert "stage 2 (tuner sigma 50)" in meta["budget"]["steps"]
