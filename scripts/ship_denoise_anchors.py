@@ -113,9 +113,10 @@ def card(inner: ftn.TunableModel, outer: ftn.TunableModel, quality: list[dict[st
     known = outer.metadata.get("budget") or {}
     training = inner.metadata.get("training") or {}
     cpu, gpu, devices = ship_models._stage_minutes(training)
-    steps = dict(known.get("steps") or {})
-    level = Levels.from_metadata(inner.metadata).axis()
-    steps[f"stage 2 (tuner {level.name} {level.anchors[-1]:g})"] = training.get("iterations")
+    inner_axis, outer_axis = Levels.from_metadata(inner.metadata).axis(), Levels.from_metadata(outer.metadata).axis()
+    steps = {(f"stage 2 (tuner {outer_axis.name} {outer_axis.anchors[-1]:g})" if k == "stage 2 (tuner)" else k): v
+             for k, v in (known.get("steps") or {}).items()}
+    steps[f"stage 2 (tuner {inner_axis.name} {inner_axis.anchors[-1]:g})"] = training.get("iterations")
     out = {
         "date": datetime.date.today().isoformat(),
         "training_data": outer.metadata.get("training_data") or [],

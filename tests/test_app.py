@@ -289,7 +289,7 @@ def test_paths_are_refused_unless_local_models_are_allowed(tmp_path) -> None:
     _tiny_model(tmp_path / "m.safetensors")
     with pytest.raises(FileNotFoundError, match="--allow-local-models"):
         ModelCache(allow_paths=False).get(str(tmp_path / "m.safetensors"))
-    assert isinstance(ModelCache(allow_paths=False).get("denoise"), ftn.TunableModel)
+    assert ModelCache(allow_paths=False).get("denoise").metadata["task"] == "denoise"  # a shipped name still loads
 
 
 @pytest.mark.parametrize("allow", [False, True])
@@ -526,7 +526,7 @@ def test_a_multi_axis_model_loads_with_its_axes_and_a_one_axis_model_stays_one_s
     assert axes == [("sigma", 2), ("quality", 1)]
     assert model_summary(model) == "task restore, method ftn, axes sigma (3 anchors), quality (2 anchors): " \
                                    "sigma 5 ... sigma 50; quality 90 ... quality 10"
-    assert model_axes(ModelCache().get("denoise")) is None  # the one-axis page, as before
+    assert model_axes(ModelCache().get("dejpeg")) is None  # a one-axis, two-anchor file: the one-slider page, as before
 
 
 @pytest.mark.parametrize("levels,segments,label", [
@@ -661,6 +661,9 @@ def test_the_page_shows_a_slider_and_an_editor_per_axis_and_runs_them(axes_files
     want = to_display(run_model(model, x, {"sigma": 1.0, "quality": mask}))
     np.testing.assert_array_equal(np.asarray(Image.open(saved).convert("RGB")), want)
 
-    one = _handler(app, "on_model")("denoise", "", path, 0.5, 1.5, 0.0, 0.0)  # back to a one-axis model
+    one = _handler(app, "on_model")("dejpeg", "", path, 0.5, 1.5, 0.0, 0.0)  # back to a one-axis, two-anchor model
     assert [s.get("visible") for s in one[1:MAX_AXES]] == [False] * (MAX_AXES - 1)
-    assert one[0]["label"] == "alpha: 0 = sigma 20 ... 1 = sigma 80" and one[0]["maximum"] == 1.0
+    assert one[0]["label"] == "alpha: 0 = quality 40 ... 1 = quality 10" and one[0]["maximum"] == 1.0
+    three = _handler(app, "on_model")("denoise", "", path, 1.5, 0.0, 0.0, 0.0)  # one axis, three anchors
+    assert [s.get("visible") for s in three[:MAX_AXES]] == [True] + [False] * (MAX_AXES - 1)
+    assert three[0]["label"] == "sigma: 20 · 50 · 80" and three[0]["maximum"] == 2.0 and three[0]["value"] == 1.5

@@ -15,6 +15,7 @@ import ftn
 from ftn.cards import MAX_ITEMS, MAX_STRING, NOT_RECORDED, CardError, card_markdown, card_record
 from ftn.cli import main
 from ftn.info_cli import write_card
+from ftn.levels import Levels
 from ftn.models import available, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,8 +38,9 @@ def test_each_shipped_model_has_a_full_card(name: str, tmp_path: Path) -> None:
     assert record["scale"] == meta["arch_options"].get("scale", meta.get("task_options", {}).get("scale", 1))
     assert record["dataset"] != NOT_RECORDED and record["trainingIterations"] != NOT_RECORDED
     axes = record["ftn"]["axes"]
-    assert isinstance(axes, list) and axes[0]["anchors"][0]["alpha"] == 0 and axes[0]["anchors"][-1]["alpha"] == 1
-    assert (axes[0]["calibration"] == NOT_RECORDED) == ("calibration" not in meta)
+    anchors = axes[0]["anchors"]  # alpha k = anchor k
+    assert isinstance(axes, list) and [a["alpha"] for a in anchors] == list(range(len(anchors))) and len(anchors) >= 2
+    assert (axes[0]["calibration"] == NOT_RECORDED) == (Levels.from_metadata(meta).axes[0].calibration is None)
     assert record["ftn"]["budget"]["steps"] != NOT_RECORDED
     for key in ("license", "author", "date"):  # recorded only where the file says
         assert record[key] == meta.get(key, NOT_RECORDED) or key == "date"

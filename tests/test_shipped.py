@@ -13,6 +13,7 @@ import ftn
 from ftn.cli import main
 from ftn.data.images import load_image, save_image
 from ftn.eval.metrics import psnr
+from ftn.levels import Levels
 from ftn.models import MODELS_DIR, available, read_manifest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -21,16 +22,21 @@ REPO = Path(__file__).resolve().parents[1]
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"test images not found: {SHARED} (the shared/ folder beside the project)")
 
 
-@pytest.mark.parametrize("name,task,levels", [("denoise", "denoise", [{"sigma": 20}, {"sigma": 80}]), ("dejpeg", "dejpeg", [{"quality": 40}, {"quality": 10}])])
-def test_shipped_model_is_complete(name: str, task: str, levels: list) -> None:
+@pytest.mark.parametrize("name,task,axis,anchors", [
+    ("denoise", "denoise", "sigma", (20, 50, 80)),  # three anchors: alpha 0 ... 2
+    ("dejpeg", "dejpeg", "quality", (40, 10)),
+])
+def test_shipped_model_is_complete(name: str, task: str, axis: str, anchors: tuple) -> None:
     assert name in available(), f"shipped model {name!r} is missing from src/ftn/models"
     model = ftn.load(available()[name])
-    assert isinstance(model, ftn.TunableModel) and model.method == "ftn" and model.options["groups"] == 16
+    assert model.method == "ftn" and model.options["groups"] == 16
     meta = model.metadata
-    assert meta["task"] == task and meta["levels"] == levels
-    cal = meta["calibration"]
-    assert cal["alphas"] == sorted(cal["alphas"], reverse=task == "dejpeg")
-    assert "training" in meta and "recipe" in meta
+    levels = Levels.from_metadata(meta).axis(axis)
+    assert meta["task"] == task and levels.anchors == anchors
+    cal = levels.calibration
+    assert cal is not None and list(cal.alphas) == sorted(cal.alphas, reverse=task == "dejpeg")
+    assert min(cal.alphas) >= 0 and max(cal.alphas) <= len(anchors) - 1
+    assert "training" in meta and "recipe" in meta and meta["budget"]["cpuMinutes"] > 0
     assert available()[name].stat().st_size < 5_000_000
 
 
@@ -75,9 +81,10 @@ def test_level_50_is_within_0_3_db_of_the_best_alpha(tmp_path) -> None:
     by_level = psnr(load_image(out).image, clean)
 
     model = ftn.load(available()["denoise"]).eval()
+    top = len(Levels.from_metadata(model.metadata).axis("sigma").anchors) - 1  # alpha runs over [0, K]
     x = load_image(noisy_path).image[None]
     with torch.inference_mode():
-        grid = [psnr(model(x, alpha=float(a)).clamp(0, 1)[0], clean) for a in np.linspace(0, 1, 21)]
+        grid = [psnr(model(x, alpha=float(a)).clamp(0, 1)[0], clean) for a in np.linspace(0, top, 20 * top + 1)]
     assert by_level >= max(grid) - 0.3, (by_level, max(grid))
 
 

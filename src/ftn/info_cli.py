@@ -54,8 +54,9 @@ def describe_axes(meta: dict) -> list[str]:
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"the file's 'multi_axis' metadata is malformed ({err})") from None
     options = ", ".join(f"{k} {v}" for k, v in (meta.get("method_options") or {}).items())
-    lines = [f"multi-axis model: task {meta.get('task', '?')}, method {meta.get('method')} ({options}), "
-             f"{len(axes)} axes, on {meta.get('arch')}"]
+    kind = "multi-axis model" if len(axes) > 1 else "multi-anchor model"
+    lines = [f"{kind}: task {meta.get('task', '?')}, method {meta.get('method')} ({options}), "
+             f"{len(axes)} {'axes' if len(axes) > 1 else 'axis'}, on {meta.get('arch')}"]
     for name, count, chained in axes:
         axis = known.get(name)
         how = "chained (each anchor from the previous)" if chained else "from the base"
