@@ -40,6 +40,12 @@ of this CPU, so the runs go on in **legs**:
 
 When both stages of a task are done, `scripts/ship_models.py` calibrates the model on Set14 and
 installs it, and `python -m benchmarks.quality` measures it beside CBM3D and FFDNet.
+
+**The third `denoise` anchor.** The two-anchor `denoise` only interpolates at sigma 50, where it trailed
+FFDNet most. A sigma-50 tuner on the same frozen base (`configs/ship/denoise-ftn16-s50.yaml`, 6,000
+steps) and the sigma-80 tuner became one axis, sigma 20 / 50 / 80, both tuners from the base, with no
+retraining (`scripts/ship_denoise_anchors.py --install`, which calibrates each segment on Set14): the
+shipped `denoise` since 2026-12-02.
 """
 
 

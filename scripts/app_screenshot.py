@@ -1,6 +1,8 @@
-"""Write ``docs/app.png``: the web app with the noisy sample photo loaded, a painted area and a result.
+"""Write ``docs/app.png``: the web app with the shipped two-axis ``restore`` model, the noisy, compressed
+sample photo loaded, both sliders set by "Auto level" (noise from the pixels, quality from the JPEG tables)
+and the result.
 
-    .venv/bin/python scripts/app_screenshot.py [--out docs/app.png]
+    .venv/bin/python scripts/app_screenshot.py [--out docs/app.png] [--model restore] [--sample samples/...]
 
 Starts the app on a free local port, drives it in headless Chromium (Debian's ``/usr/bin/chromium``,
 or ``$FTN_CHROMIUM``; Playwright never downloads a browser) and saves a screenshot of the page,
@@ -21,7 +23,7 @@ from playwright.sync_api import sync_playwright
 from ftn.app import AppConfig, launch
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "samples" / "amber-noisy-sigma50.png"
+SAMPLE = ROOT / "samples" / "amber-sigma30-q30.jpg"
 CHROMIUM = os.environ.get("FTN_CHROMIUM", "/usr/bin/chromium")
 
 
@@ -31,40 +33,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def capture(out: Path) -> None:
-    """Run the app and save the screenshot to ``out``."""
+def capture(out: Path, model: str = "restore", sample: Path = SAMPLE) -> None:
+    """Run the app on ``model`` and save the screenshot to ``out``."""
     port = _free_port()
-    app = launch(AppConfig(port=port), block=False)
+    app = launch(AppConfig(port=port, default_model=model), block=False)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-            page = browser.new_page(viewport={"width": 1360, "height": 900})
-            page.set_default_timeout(60_000)
+            page = browser.new_page(viewport={"width": 1360, "height": 1000})
+            page.set_default_timeout(120_000)
             page.goto(f"http://127.0.0.1:{port}/")
-            page.locator(".ftn-ends", has_text="sigma 80").wait_for()
-            page.set_input_files("#ftn-upload input[type=file]", str(SAMPLE))
+            page.locator("#ftn-summary", has_text="task").wait_for()  # the model's sliders are in place
+            page.set_input_files("#ftn-upload input[type=file]", str(sample))
             page.locator("#ftn-status", has_text="pixels").wait_for()
-            page.wait_for_timeout(2000)  # the editor fits the image to its canvas
-
-            # A diagonal brush stroke across the photo, then the painted-area mode.
-            editor = page.locator("#ftn-editor")
-            editor.get_by_role("button", name="Brush", exact=True).click()
-            box = editor.locator("canvas").first.bounding_box()
-            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-            page.mouse.move(cx - 100, cy - 60)
-            page.mouse.down()
-            for step in range(1, 21):
-                page.mouse.move(cx - 100 + 10 * step, cy - 60 + 6 * step)
-            page.mouse.up()
-            page.get_by_label("painted area").check()
-
-            # Let go of the slider at about sigma 50: that runs the model.
-            track = page.locator("#ftn-alpha input[type=range]")
-            b = track.bounding_box()
-            page.mouse.move(b["x"] + b["width"] * 0.5, b["y"] + b["height"] / 2)
-            page.mouse.down()
-            page.mouse.move(b["x"] + b["width"] * 0.65, b["y"] + b["height"] / 2, steps=6)
-            page.mouse.up()
+            page.wait_for_timeout(2000)  # the editors fit the image to their canvas
+            page.locator("#ftn-auto").click()  # sets every axis it can estimate, then runs
+            page.locator("#ftn-auto-note", has_text="Auto").wait_for()
             page.locator("#ftn-status", has_text="Done").wait_for()
             page.wait_for_timeout(1000)
             shot = page.screenshot(full_page=True)
@@ -80,7 +64,10 @@ def capture(out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "app.png")
-    capture(parser.parse_args().out)
+    parser.add_argument("--model", default="restore", help="a shipped model's name (default: restore)")
+    parser.add_argument("--sample", type=Path, default=SAMPLE, help="the picture to load")
+    args = parser.parse_args()
+    capture(args.out, args.model, args.sample)
 
 
 if __name__ == "__main__":
