@@ -63,9 +63,10 @@ PEER_CACHE = Path(__file__).resolve().parents[1] / "reproduce" / "runs" / "peers
 class LevelSearch:
     """Mean PSNR over the test set at one level as a function of alpha, each alpha measured once."""
 
-    def __init__(self, model, folder: Path, task, level: float, anchors: list[float], limit: int | None) -> None:
+    def __init__(self, model, folder: Path, task, level: float, anchors: list[float], limit: int | None,
+                 crop: int | None = None) -> None:
         self.args = (model, folder, task, [level])
-        self.kw = {"train_levels": anchors, "limit": limit, "progress": False}
+        self.kw = {"train_levels": anchors, "limit": limit, "crop": crop, "progress": False}
         self.top = float(len(anchors) - 1)  # alpha runs over [0, K] for K + 1 anchors
         self.values: dict[float, float] = {}
         self.input_psnr = float("nan")
