@@ -4,8 +4,8 @@
     python scripts/ship_denoise_anchors.py          # assemble, calibrate on Set14, write the candidate (not installed)
     python scripts/ship_denoise_anchors.py --install    # ... and ship it as src/ftn/models/denoise.safetensors
 
-The shipped two-anchor ``denoise`` reaches sigma 50 only by interpolating between its ends (alpha 0.7), and
-that is where it trails FFDNet most (docs/quality.md). Here the sigma-80 tuner of that model (its run's file,
+The two-anchor ``denoise`` shipped first (sigma 20 -> 80) reached sigma 50 only by interpolating between its ends
+(alpha 0.7), and that is where it trailed FFDNet most (docs/quality.md of 2026-12-02). Here the sigma-80 tuner of that model (its run's file,
 ``reproduce/runs/ship/denoise/ftn16/model.safetensors``; sha256 in ``reproduce/runs/ship/MANIFEST.tsv``) and a
 sigma-50 tuner trained on the same frozen base become anchors 2 and 1 of one axis, both from the base
 (not chained: ``W_k = FTN_k(f)``), so no tuner is retrained (:meth:`ftn.methods.axes.AxesModel.import_tunable`).

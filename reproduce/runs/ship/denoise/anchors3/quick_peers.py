@@ -22,7 +22,7 @@ sys.modules["ship_denoise_anchors"] = script
 spec.loader.exec_module(script)
 
 inner = ftn.load("reproduce/runs/ship/denoise/ftn16-s50/model.safetensors").eval()
-outer = ftn.load("src/ftn/models/denoise.safetensors").eval()  # the two-anchor file, as shipped in session 10
+outer = ftn.load("reproduce/runs/ship/denoise/ftn16/model.safetensors").eval()  # the two-anchor model shipped in session 10
 model = script.assemble(inner, outer)
 model.metadata = {k: v for k, v in inner.metadata.items() if k not in ("calibration", "quality")}
 linear = Calibration((20.0, 50.0, 80.0), (0.0, 1.0, 2.0), "anchors, linear between (not measured)")
