@@ -16,8 +16,8 @@ file exists; ``--stop-after`` pauses the stage in progress, so the run goes on i
 2. tuners, FTN-gc16, one after the other, each with everything else frozen (``ftn tune``,
    :mod:`ftn.tuning.grow_loop`): the ``quality`` axis 90 -> 50 -> 30 -> 10 (chained), then the
    ``sigma`` axis 0 -> 15 -> 30 -> 50 (photo-true noise; chained), its patches JPEG'd at quality 90 (the
-   quality axis's anchor 0), then the corner (sigma 50, quality 10), a joint correction where both are
-   strongest. Each anchor's calibration (level -> alpha) is measured on BSD432 images held out of training.
+   quality axis's anchor 0), then a corner (joint correction) at every anchor pair off the axes, first
+   (sigma 50, quality 10) where both are strongest. Each anchor's calibration (level -> alpha) is measured on BSD432 images held out of training.
 3. install: the last stage's file, with its card (licence, date, data, budget), into src/ftn/models.
 
 ``--dedicated`` also trains the comparison models of ``benchmarks/restore.py``: the base fine-tuned
@@ -77,6 +77,12 @@ TUNERS = (
     Tuner("sigma-30", {"axis": "sigma", "add_anchor": "noise:30,clip"}),
     Tuner("sigma-50", {"axis": "sigma", "add_anchor": "noise:50,clip"}),
     Tuner("corner-sigma50-quality10", {"corner": "sigma=50,quality=10"}),
+    # The sum of the two axes' tuners fails where both are on (measured 2026-12-02 on the sample photo:
+    # 5-23 dB at the anchor pairs off the axes, against 24-27 on them): both learnt "restore more", in
+    # kernel directions that overlap (cosine 0.2-0.7 per layer), so the sum overshoots. A corner at every
+    # anchor pair corrects each pair exactly; between pairs the corners blend bilinearly.
+    *(Tuner(f"corner-sigma{s}-quality{q}", {"corner": f"sigma={s},quality={q}"})
+      for s, q in ((30, 30), (15, 50), (30, 50), (15, 30), (50, 30), (30, 10), (50, 50), (15, 10))),
 )
 #: The comparison models: the corners of the grid that the base is not, and its centre.
 DEDICATED = ({"sigma": 50, "quality": 90}, {"sigma": 0, "quality": 10}, {"sigma": 50, "quality": 10},
@@ -167,6 +173,9 @@ def card(base: Path, stages: list[Path]) -> dict[str, Any]:
         steps[f"tuner {path.parent.name}"] = tuned.get("iterations")
     recipe = read_metadata(stages[-1]).get("tuned", {})
     out: dict[str, Any] = {
+        # The task the file serves (noise, clipped and 8-bit, then JPEG): what ftn info and the card show.
+        "task": "restore",
+        "task_options": {},
         "date": datetime.date.today().isoformat(),
         "training_data": data,
         "budget": {"steps": steps, "cpuMinutes": round(cpu, 1), "gpuMinutes": round(gpu, 1), "devices": devices,

@@ -74,13 +74,15 @@ def test_the_recipe_runs_in_legs_and_installs_a_two_axis_model(workdir: Path, ca
     assert isinstance(model, AxesModel)
     assert [(a.name, a.levels, a.chained) for a in model.axes] == [
         ("quality", (90.0, 50.0, 30.0, 10.0), True), ("sigma", (0.0, 15.0, 30.0, 50.0), True)]
-    assert [dict(c) for c in model.corners] == [{"quality": 3, "sigma": 3}]
+    # a joint correction at every anchor pair off the axes, (sigma 50, quality 10) first
+    assert dict(model.corners[0]) == {"quality": 3, "sigma": 3}
+    assert sorted((dict(c)["quality"], dict(c)["sigma"]) for c in model.corners) == [(q, s) for q in (1, 2, 3) for s in (1, 2, 3)]
     calibrated = {axis.name: axis.calibration for axis in model.levels.axes}
     assert {90, 50, 30, 10} <= set(calibrated["quality"].levels) and {0, 15, 30, 50} <= set(calibrated["sigma"].levels)
     meta = read_metadata(target)
     steps = meta["budget"]["steps"]
-    assert steps["stage 1 (base)"] == 40 and len(steps) == 8 and all(v == 2 for k, v in steps.items() if k.startswith("tuner"))
-    assert meta["training_data"] == ["train"] and meta.get("license")
+    assert steps["stage 1 (base)"] == 40 and len(steps) == 1 + len(ship_restore.TUNERS) and all(v == 2 for k, v in steps.items() if k.startswith("tuner"))
+    assert meta["training_data"] == ["train"] and meta.get("license") and meta["task"] == "restore"
     manifest = (workdir / "src/ftn/models/MANIFEST.tsv").read_text()
     assert "restore.safetensors\t" in manifest
     # the comparison models: the base fine-tuned whole at one setting each
