@@ -3,6 +3,7 @@ sample photo loaded, both sliders set by "Auto level" (noise from the pixels, qu
 and the result.
 
     .venv/bin/python scripts/app_screenshot.py [--out docs/app.png] [--model restore] [--sample samples/...]
+    .venv/bin/python scripts/app_screenshot.py --model denoise --sample samples/amber-noisy-sigma50.png
 
 Starts the app on a free local port, drives it in headless Chromium (Debian's ``/usr/bin/chromium``,
 or ``$FTN_CHROMIUM``; Playwright never downloads a browser) and saves a screenshot of the page,
