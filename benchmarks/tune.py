@@ -200,12 +200,14 @@ class Evaluator:
 class _Search:
     """Adapts an :class:`Evaluator` at one sigma to :func:`benchmarks.quality.search_best_alpha`."""
 
+    top = 1.0  # alpha runs over [0, 1]: the studied models have two levels
+
     def __init__(self, evaluator: Evaluator, sigma: int) -> None:
         self.evaluator, self.sigma = evaluator, sigma
         self.values: dict[float, float] = {}
 
     def __call__(self, alpha: float) -> float:
-        alpha = round(min(1.0, max(0.0, alpha)), 3)
+        alpha = round(min(self.top, max(0.0, alpha)), 3)
         if alpha not in self.values:
             self.values[alpha] = self.evaluator(self.sigma, alpha)
         return self.values[alpha]
