@@ -2,6 +2,7 @@
 photos as files hold them, noise (clipped, 8-bit) then JPEG, with two knobs, one FTN-gc16 on one base.
 
     python scripts/ship_restore.py --stop-after 60          # one CPU leg: resumes, pauses after an hour
+    python scripts/ship_restore.py --lane 1/2 & python scripts/ship_restore.py --lane 2/2   # corners on two cores
     python scripts/ship_restore.py --dedicated              # also the comparison models of docs/restore.md
     python scripts/ship_restore.py --only-dedicated --stop-after 60   # just those, on a second core beside a leg
     python scripts/ship_restore.py --set device=cuda --device cuda --stop-after 8    # a leg on a lent GPU
@@ -16,8 +17,9 @@ file exists; ``--stop-after`` pauses the stage in progress, so the run goes on i
 2. tuners, FTN-gc16, one after the other, each with everything else frozen (``ftn tune``,
    :mod:`ftn.tuning.grow_loop`): the ``quality`` axis 90 -> 50 -> 30 -> 10 (chained), then the
    ``sigma`` axis 0 -> 15 -> 30 -> 50 (photo-true noise; chained), its patches JPEG'd at quality 90 (the
-   quality axis's anchor 0), then a corner (joint correction) at every anchor pair off the axes, first
-   (sigma 50, quality 10) where both are strongest. Each anchor's calibration (level -> alpha) is measured on BSD432 images held out of training.
+   quality axis's anchor 0), then a corner (joint correction) at (sigma 50, quality 10) where both are
+   strongest, then one at every other anchor pair off the axes (``CORNERS``), each from that file, in one
+   process or in parallel lanes (``--lane 1/2`` and ``--lane 2/2``), joined at install. Each anchor's calibration (level -> alpha) is measured on BSD432 images held out of training.
 3. install: the last stage's file, with its card (licence, date, data, budget), into src/ftn/models.
 
 ``--dedicated`` also trains the comparison models of ``benchmarks/restore.py``: the base fine-tuned
@@ -42,6 +44,7 @@ import ftn
 from ftn.axes_io import save_axes
 from ftn.io import read_metadata
 from ftn.train import load_config, train
+from ftn.tuning.grow import with_corners_from
 from ftn.tuning.loop import TrainingPaused, checkpoint_path
 
 
@@ -77,13 +80,15 @@ TUNERS = (
     Tuner("sigma-30", {"axis": "sigma", "add_anchor": "noise:30,clip"}),
     Tuner("sigma-50", {"axis": "sigma", "add_anchor": "noise:50,clip"}),
     Tuner("corner-sigma50-quality10", {"corner": "sigma=50,quality=10"}),
-    # The sum of the two axes' tuners fails where both are on (measured 2026-12-02 on the sample photo:
-    # 5-23 dB at the anchor pairs off the axes, against 24-27 on them): both learnt "restore more", in
-    # kernel directions that overlap (cosine 0.2-0.7 per layer), so the sum overshoots. A corner at every
-    # anchor pair corrects each pair exactly; between pairs the corners blend bilinearly.
-    *(Tuner(f"corner-sigma{s}-quality{q}", {"corner": f"sigma={s},quality={q}"})
-      for s, q in ((30, 30), (15, 50), (30, 50), (15, 30), (50, 30), (30, 10), (50, 50), (15, 10))),
 )
+#: The sum of the two axes' tuners fails where both are on (docs/restore-one-corner.md: 6-19 dB below the
+#: other methods off the axes): both learnt "restore more", in kernel directions that overlap (cosine
+#: 0.2-0.7 per layer), so the sum overshoots. So a corner at every other anchor pair off the axes, each
+#: trained from the last tuner stage's file: a corner's hat weight is 0 at every other anchor pair, so
+#: each trains alone (in parallel lanes, ``--lane K/N``) and :func:`ftn.tuning.grow.with_corners_from`
+#: joins them; between anchor pairs the corners blend bilinearly.
+CORNERS = tuple(Tuner(f"corner-sigma{s}-quality{q}", {"corner": f"sigma={s},quality={q}"})
+                for s, q in ((30, 30), (15, 50), (30, 50), (15, 30), (50, 30), (30, 10), (50, 50), (15, 10)))
 #: The comparison models: the corners of the grid that the base is not, and its centre.
 DEDICATED = ({"sigma": 50, "quality": 90}, {"sigma": 0, "quality": 10}, {"sigma": 50, "quality": 10},
              {"sigma": 30, "quality": 30})
@@ -187,9 +192,18 @@ def card(base: Path, stages: list[Path]) -> dict[str, Any]:
     return out
 
 
-def install(base: Path, stages: list[Path], target: Path) -> Path:
-    """The last stage's model, with its card fields, as ``target``; MANIFEST line and card written."""
-    model = ftn.load(stages[-1])
+def joined(start: Path, corners: list[Path]) -> Any:
+    """The last tuner stage's model with the corners trained from it in every corner stage."""
+    model = ftn.load(start)
+    for path in corners:
+        model = with_corners_from(model, ftn.load(path))
+    return model
+
+
+def install(base: Path, stages: list[Path], corners: list[Path], target: Path) -> Path:
+    """The tuner stages' model with every corner, with its card fields, as ``target``; MANIFEST line and card written."""
+    model = joined(stages[-1], corners)
+    stages = stages + corners
     tmp = target.with_name(f".{target.name}.tmp")
     save_axes(model, tmp, **card(base, stages))
     shutil.move(tmp, target)
@@ -209,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-dedicated", action="store_true",
                         help="train only the comparison models (the base must be done): beside a tuner leg on another core")
     parser.add_argument("--no-install", action="store_true", help="do not copy the result into src/ftn/models")
+    parser.add_argument("--lane", default="1/1", metavar="K/N",
+                        help="train only every N-th corner stage from the K-th (default 1/1: all): N processes, "
+                             "once the tuner stages are done, train the corners in parallel")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for every stage")
     for field in dataclasses.fields(Budget):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
@@ -234,17 +251,35 @@ def main(argv: list[str] | None = None) -> int:
     if base is None:
         print("restore: paused in the base stage (time is up); run the same command to continue")
         return 0
+    try:
+        lane, lanes = (int(v) for v in args.lane.split("/"))
+        assert 1 <= lane <= lanes
+    except (ValueError, AssertionError):
+        parser.error(f"--lane takes K/N with 1 <= K <= N, got {args.lane!r}")
     stages: list[Path] = []
     previous = base
     for stage in TUNERS:
+        if lanes > 1 and not (RUNS / stage.name / "model.safetensors").is_file():
+            print(f"restore: the tuner stages are not done ({stage.name}); run them in one process (no --lane) first",
+                  file=sys.stderr)
+            return 2
         done = run_tuner(stage, previous, budget, deadline)
         if done is None:
             print(f"restore: paused in {stage.name} (time is up); run the same command to continue")
             return 0
         stages.append(done)
         previous = done
+    for stage in CORNERS[lane - 1::lanes]:  # each from the last tuner stage's file: independent
+        if run_tuner(stage, stages[-1], budget, deadline) is None:
+            print(f"restore: paused in {stage.name} (time is up); run the same command to continue")
+            return 0
+    corners = [RUNS / stage.name / "model.safetensors" for stage in CORNERS]
+    waiting = [path.parent.name for path in corners if not path.is_file()]
+    if waiting:
+        print(f"restore: lane {lane}/{lanes} done; waiting for the other lanes ({', '.join(waiting)})")
+        return 0
     if not args.no_install:
-        install(base, stages, Path("src/ftn/models/restore.safetensors"))
+        install(base, stages, corners, Path("src/ftn/models/restore.safetensors"))
     if args.dedicated and not run_dedicated(base, budget, overrides, deadline):
         print("restore: paused in the comparison models (time is up); run the same command to continue")
     return 0

@@ -6,11 +6,13 @@ comparison models. CPU only, a 4-channel ResUNet, 2 steps a stage."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -81,7 +83,7 @@ def test_the_recipe_runs_in_legs_and_installs_a_two_axis_model(workdir: Path, ca
     assert {90, 50, 30, 10} <= set(calibrated["quality"].levels) and {0, 15, 30, 50} <= set(calibrated["sigma"].levels)
     meta = read_metadata(target)
     steps = meta["budget"]["steps"]
-    assert steps["stage 1 (base)"] == 40 and len(steps) == 1 + len(ship_restore.TUNERS) and all(v == 2 for k, v in steps.items() if k.startswith("tuner"))
+    assert steps["stage 1 (base)"] == 40 and len(steps) == 1 + len(ship_restore.TUNERS) + len(ship_restore.CORNERS) and all(v == 2 for k, v in steps.items() if k.startswith("tuner"))
     assert meta["training_data"] == ["train"] and meta.get("license") and meta["task"] == "restore"
     manifest = (workdir / "src/ftn/models/MANIFEST.tsv").read_text()
     assert "restore.safetensors\t" in manifest
@@ -93,7 +95,29 @@ def test_the_recipe_runs_in_legs_and_installs_a_two_axis_model(workdir: Path, ca
         assert dedicated["recipe"]["init"].endswith("base/model.safetensors")
     # a finished run is not trained again
     assert ship_restore.main([*TINY, "--no-install"]) == 0
-    assert capsys.readouterr().out.count("done already") == 1 + len(ship_restore.TUNERS)
+    assert capsys.readouterr().out.count("done already") == 1 + len(ship_restore.TUNERS) + len(ship_restore.CORNERS)
+
+    # corners in two lanes (two processes on two cores): the same model, joined when the last lane ends
+    x = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        before = [model(x, alpha={"quality": q, "sigma": s}) for q, s in ((2, 2), (1, 1), (2.5, 1.5))]
+    for stage in ship_restore.CORNERS[:3]:
+        shutil.rmtree(workdir / "reproduce/runs/ship/restore" / stage.name)
+    assert ship_restore.main([*TINY, "--lane", "2/2"]) == 0
+    assert "waiting for the other lanes" in capsys.readouterr().out
+    assert ship_restore.main([*TINY, "--lane", "1/2"]) == 0
+    assert "restore: shipped" in capsys.readouterr().out
+    again = ftn.load(target)
+    with torch.inference_mode():
+        for (q, s), want in zip(((2, 2), (1, 1), (2.5, 1.5)), before):
+            torch.testing.assert_close(again(x, alpha={"quality": q, "sigma": s}), want)
+
+
+def test_lanes_wait_for_the_tuner_stages(workdir: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        ship_restore.main([*TINY, "--lane", "3/2"])
+    assert ship_restore.main([*TINY, "--lane", "2/2"]) == 2
+    assert "run them in one process" in capsys.readouterr().err
 
 
 def test_the_comparison_models_train_alone_once_the_base_is_done(workdir: Path, capsys) -> None:

@@ -10,7 +10,8 @@
 * :func:`with_axis`: a new axis with two anchors, its tuner the identity (the model is unchanged).
 * :func:`with_corner`: a joint correction where two or more axes sit at anchors (e.g. sigma 50 with
   quality 10), the identity at first (:mod:`ftn.methods.axes`, "Corners"); :func:`corner_at` reads
-  ``"sigma=50,quality=10"`` (anchor levels) as anchors.
+  ``"sigma=50,quality=10"`` (anchor levels) as anchors. :func:`with_corners_from` joins corners
+  trained in parallel from one file.
 
 All keep every existing tensor; the new tuner's hat weight is 0 wherever an old setting lies (a_d
 <= K on the grown axis, 0 on a new one), so outputs at every old setting stay exactly as they were:
@@ -41,7 +42,7 @@ from ..methods.axes import AXES_METHODS, AxesModel, AxisSpec, attach_axes
 from .specs import JpegSpec, NoiseSpec
 
 __all__ = ["MAX_AXES", "MAX_ANCHORS", "as_axes", "axis_kinds", "check_unchanged", "corner_at", "kind_of", "old_settings",
-           "spec_at", "with_anchor", "with_axis", "with_corner"]
+           "spec_at", "with_anchor", "with_axis", "with_corner", "with_corners_from"]
 
 #: The bounds :func:`ftn.axes_io.load_axes` accepts (a grown file must load).
 MAX_AXES, MAX_ANCHORS = 8, 16
@@ -183,6 +184,40 @@ def with_corner(model: AxesModel, corner: Mapping[str, int]) -> AxesModel:
     """
     grown = _rebuild(model, model.axes)
     grown.add_corner(dict(corner))
+    return grown
+
+
+def with_corners_from(model: AxesModel, other: AxesModel) -> AxesModel:
+    """A copy of ``model`` with the joint corrections of ``other`` that it lacks, their tuners copied.
+
+    Corners trained in parallel, each from one file (a corner's hat weight is 0 at every other anchor
+    pair, so each trains alone), come together this way. The two must share the method, the axes, the
+    base and every anchor's tuners bit for bit, and the corners both have.
+
+    Raises:
+        ValueError: they differ anywhere but in ``other``'s new corners (one line).
+    """
+    def structure(m: AxesModel) -> list[tuple[str, int, tuple[float, ...] | None, bool]]:
+        return [(a.name, a.anchors, a.levels, a.chained) for a in m.axes]
+
+    if (model.method, model.options, sorted(model.target_names)) != (other.method, other.options, sorted(other.target_names)):
+        raise ValueError(f"the models differ in method or layers ({model.method} {model.options}, {other.method} {other.options})")
+    if structure(model) != structure(other):
+        raise ValueError(f"the models' axes differ: {structure(model)} and {structure(other)}")
+    ours, theirs = model.model.state_dict(), other.model.state_dict()
+    for key in ours.keys() & theirs.keys():
+        if ours[key].shape != theirs[key].shape or not torch.equal(ours[key], theirs[key]):
+            raise ValueError(f"the models differ at {key!r}: only corners trained from one file can be joined")
+    extra = [k for k in ours.keys() ^ theirs.keys() if ".corners." not in f".{k}"]
+    if extra:
+        raise ValueError(f"the models differ beyond their corners ({sorted(extra)[:3]})")
+    grown = model
+    for corner in other.corners:
+        if corner not in model.corners:
+            grown = with_corner(grown, corner)
+    new = {k: v for k, v in theirs.items() if k not in ours}
+    missing, unexpected = grown.model.load_state_dict(new, strict=False)
+    assert not unexpected, unexpected  # every new key is a corner tensor the grown model now has
     return grown
 
 
