@@ -6,7 +6,7 @@ the same layout and dtype (uint8 / uint16 ``H x W`` or ``H x W x C``, or float i
 vocabulary is ``ftn run``'s (:mod:`ftn.levels`)::
 
     ftn.restore("photo.png", model="denoise", level=35)             # sigma 35, through the calibration
-    ftn.restore(array, model="denoise", alpha=0.4)                  # alpha 0 = sigma 20 ... 1 = sigma 80
+    ftn.restore(array, model="denoise", alpha=1.4)                  # anchors: 0 = sigma 20, 1 = 50, 2 = 80
     ftn.restore("scan.jpg", model="dejpeg", auto=True)              # quality from the JPEG's tables
     ftn.restore(photo, model="denoise", auto="map")                 # noise estimated region by region
     ftn.restore(photo, model="restore.safetensors", level="sigma=12,quality=70")   # several axes
