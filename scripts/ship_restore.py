@@ -19,8 +19,9 @@ file exists; ``--stop-after`` pauses the stage in progress, so the run goes on i
    ``sigma`` axis 0 -> 15 -> 30 -> 50 (photo-true noise; chained), its patches JPEG'd at quality 90 (the
    quality axis's anchor 0), then a corner (joint correction) at (sigma 50, quality 10) where both are
    strongest, then one at every other anchor pair off the axes (``CORNERS``), each from that file, in one
-   process or in parallel lanes (``--lane 1/2`` and ``--lane 2/2``), joined at install. Each anchor's calibration (level -> alpha) is measured on BSD432 images held out of training.
-3. install: the last stage's file, with its card (licence, date, data, budget), into src/ftn/models.
+   process or in parallel lanes (``--lane 1/2`` and ``--lane 2/2``), joined at install. Each anchor's
+   calibration (level -> alpha) is measured on BSD432 images held out of training.
+3. install: the last tuner stage's file joined with every corner, with its card (licence, date, data, budget), into src/ftn/models.
 
 ``--dedicated`` also trains the comparison models of ``benchmarks/restore.py``: the base fine-tuned
 whole at one setting (corners and centre of the grid), the same steps as one tuner. They are not shipped.
@@ -213,6 +214,14 @@ def install(base: Path, stages: list[Path], corners: list[Path], target: Path) -
     return target
 
 
+def _lane(parser: argparse.ArgumentParser, text: str) -> tuple[int, int]:
+    """``--lane K/N`` as (K, N); a malformed value is a usage error."""
+    parts = text.split("/")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or not 1 <= int(parts[0]) <= int(parts[1]):
+        parser.error(f"--lane takes K/N with 1 <= K <= N, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stop-after", type=float, default=None, metavar="MIN",
@@ -238,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     deadline = ship_models.Deadline(args.stop_after)
+    lane, lanes = _lane(parser, args.lane)
+    unfinished = [stage.name for stage in TUNERS if not (RUNS / stage.name / "model.safetensors").is_file()]
+    if lanes > 1 and unfinished:  # lanes share the last tuner stage's file: it must exist before they start
+        print(f"restore: the tuner stages are not done ({unfinished[0]}); run them in one process (no --lane) first",
+              file=sys.stderr)
+        return 2
     if args.only_dedicated:
         base = Path(load_config(BASE_CONFIG, overrides).out_dir) / "model.safetensors"
         if not base.is_file():
@@ -251,18 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     if base is None:
         print("restore: paused in the base stage (time is up); run the same command to continue")
         return 0
-    try:
-        lane, lanes = (int(v) for v in args.lane.split("/"))
-        assert 1 <= lane <= lanes
-    except (ValueError, AssertionError):
-        parser.error(f"--lane takes K/N with 1 <= K <= N, got {args.lane!r}")
     stages: list[Path] = []
     previous = base
     for stage in TUNERS:
-        if lanes > 1 and not (RUNS / stage.name / "model.safetensors").is_file():
-            print(f"restore: the tuner stages are not done ({stage.name}); run them in one process (no --lane) first",
-                  file=sys.stderr)
-            return 2
         done = run_tuner(stage, previous, budget, deadline)
         if done is None:
             print(f"restore: paused in {stage.name} (time is up); run the same command to continue")
