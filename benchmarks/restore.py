@@ -16,6 +16,10 @@ noise and differ by the JPEG alone; every method sees the same degraded inputs. 
 * **restore, best**: the best mean PSNR over the calibrated vector's neighbourhood (offsets -0.25, 0,
   +0.25 per axis, clipped to [0, K]), chosen on the test images themselves (the paper's protocol: an
   upper bound of what a better calibration could give);
+* **restore, --auto**: the model at the setting ``ftn run --auto`` chooses from the input's JPEG file
+  alone (:func:`ftn.api.choose_setting`: the noise sigma from the file's DCT coefficients, the quality
+  from its tables), per image; the file is written again from the same noisy 8-bit crop by the same
+  encoder (checked: it decodes to the very input);
 * **dedicated**: plain networks fine-tuned at one setting from the same base with the same budget
   (``--runs``: folders ``dedicated-*`` and ``base``, each with ``config.yaml`` and ``model.safetensors``);
 * **denoise -> dejpeg**: the two one-axis shipped models one after the other, each at the setting's
@@ -46,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -60,6 +65,7 @@ OFFSETS = (-0.25, 0.0, 0.25)
 METHODS = {
     "restore": "restore, calibrated",
     "restore_best": "restore, best",
+    "restore_auto": "restore, --auto",
     "dedicated": "dedicated",
     "cascade": "denoise → dejpeg",
     "cbm3d": "CBM3D",
@@ -243,6 +249,33 @@ def degrade(clean: torch.Tensor, set_name: str, image: str, crop: int, sigma: fl
 
 
 @torch.inference_mode()
+def auto_setting(net: Any, clean: torch.Tensor, set_name: str, image: str, crop: int, setting: Setting, seed: int,
+                 decoded: torch.Tensor) -> tuple[dict[str, float], float]:
+    """The alpha vector ``ftn run --auto`` sets for this input, and the noise sigma it estimated: the JPEG
+    file is written again (the noise is seeded without the quality, so the noisy 8-bit crop is the same)
+    with the encoder and subsampling of ``Restore().degrade``, and must decode to ``decoded``."""
+    import tempfile
+
+    from PIL import Image
+
+    from ftn.api import choose_setting
+    from ftn.infer.estimate import estimate_noise_sigma
+    from ftn.tasks.dejpeg import DeJPEG
+
+    sigma, quality = setting
+    noisy = degrade(clean, set_name, image, crop, sigma, None, seed)
+    pixels = (noisy * 255).round().byte().permute(1, 2, 0).numpy()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{image}.jpg"
+        Image.fromarray(pixels).save(path, format="JPEG", quality=int(quality), subsampling=DeJPEG().subsampling)
+        with Image.open(path) as im:
+            again = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).float() / 255
+        if not torch.equal(again, decoded):
+            raise ValueError(f"{set_name}/{image}: the JPEG written again does not decode to the benchmark's input")
+        alpha, _ = choose_setting(net, decoded, auto=True, jpeg_file=path)
+        return {k: float(v) for k, v in alpha.items()}, estimate_noise_sigma(decoded, jpeg_file=path)
+
+
 def run_net(net: Any, images: Sequence[torch.Tensor], **kwargs: Any) -> list[torch.Tensor]:
     """Images (C, H, W) through ``net``, clamped to [0, 1]; the images of one shape go in one batch, so a
     multi-axis model blends its kernels once per setting, not once per image."""
@@ -319,6 +352,11 @@ def evaluate_set(set_name: str, crops: list[tuple[str, torch.Tensor]], models: M
                 "offset": {n: round(candidates[best][n] - alpha[n], 6) for n in alpha},
                 "neighbourhood": [{"alpha": c, "mean": m} for c, m in zip(candidates, means, strict=True)],
             }
+            autos = [auto_setting(models.restore.net, clean, set_name, name, args.crop, setting, args.seed, x)
+                     for (name, clean), x in zip(crops, inputs, strict=True)]
+            outputs = [run_net(models.restore.net, [x], alpha=a)[0] for (a, _), x in zip(autos, inputs, strict=True)]
+            cell["restore_auto"] = {"alpha": [a for a, _ in autos], "sigma_estimate": [s for _, s in autos],
+                                    "psnr": scores(outputs)}
         seconds["restore"] += time.perf_counter() - start
         dedicated = next((m for m in models.dedicated if m.setting == setting), None)
         if dedicated is not None:
@@ -409,7 +447,7 @@ def _alphas(alpha: dict[str, float]) -> str:
 
 def column_missing(method: str, models: Models, result: dict[str, Any], runs: Path) -> str:
     """Why a whole column was not run ("" where it was)."""
-    if method in ("restore", "restore_best"):
+    if method in ("restore", "restore_best", "restore_auto"):
         return models.restore.missing
     if method == "dedicated":
         return "" if models.dedicated else f"not run (no model at {_shown(runs)}/dedicated-*/model.safetensors)"
@@ -425,6 +463,7 @@ def table(result: dict[str, Any], models: Models, axis_names: Sequence[str], run
     titles = {
         "restore": f"restore, calibrated (alpha {', '.join(axis_names) or '-'})",
         "restore_best": "restore, best (offset)",
+        "restore_auto": "restore, --auto (mean estimated sigma)",
         "dedicated": "dedicated",
         "cascade": "denoise → dejpeg",
         "cbm3d": f"CBM3D{first}",
@@ -447,6 +486,8 @@ def table(result: dict[str, Any], models: Models, axis_names: Sequence[str], run
             elif method == "restore_best":
                 offset = cell["restore_best"]["offset"]
                 row.append(f"{_f(cell['mean'][method])} ({', '.join(f'{v:+g}' if v else '0' for v in offset.values())})")
+            elif method == "restore_auto":
+                row.append(f"{_f(cell['mean'][method])} ({statistics.fmean(cell['restore_auto']['sigma_estimate']):.1f})")
             else:
                 row.append(_f(cell["mean"][method]))
         diff = cell["difference"]
@@ -497,6 +538,15 @@ def reading(result: dict[str, Any]) -> str:
             if c.get("cbm3d", {}).get("psnr") and c.get("cbm3d_nojpeg", {}).get("psnr")]
     if jpeg:
         words.append(f"CBM3D itself does {statistics.fmean(jpeg):.2f} dB better on average on the same noise without JPEG.")
+    autos = [(paired_difference(c["restore_auto"]["psnr"], c["restore"]["psnr"]), c) for c in cells
+             if c.get("restore_auto", {}).get("psnr") and c.get("restore", {}).get("psnr")]
+    if autos:
+        low, where = min(autos, key=lambda a: a[0])
+        words.append(
+            f"With the setting `--auto` reads from each JPEG file instead of the true levels, restore is "
+            f"{statistics.fmean(d for d, _ in autos):+.2f} dB from its calibrated result on average (lowest "
+            f"{low:+.2f} dB, at {_where(where)}; estimated sigma there {statistics.fmean(where['restore_auto']['sigma_estimate']):.1f})."
+        )
     gains = [(c["mean"]["restore_best"] - c["mean"]["restore"], c) for c in cells if c.get("restore_best")]
     if gains:
         top, where = max(gains, key=lambda g: g[0])
@@ -558,7 +608,6 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     sigmas = sorted({s for s, _ in grid()})
     qualities = sorted({q for _, q in grid()}, reverse=True)

@@ -113,7 +113,7 @@ def test_benchmark_writes_every_cell_and_identical_models_agree(setup: dict[str,
         rows = _rows(text, set_name)
         assert {(r[0], r[1]) for r in rows} == grid and len(rows) == 16
         for row in rows:
-            assert row[7] == _fake_cbm3d_cell(row[0])
+            assert row[8] == _fake_cbm3d_cell(row[0])
             assert all(cell for cell in row)
         cells = record["sets"][set_name]["cells"]
         # the dedicated models are exports of the restore model at these cells' calibrated alphas: identical numbers
@@ -130,6 +130,10 @@ def test_benchmark_writes_every_cell_and_identical_models_agree(setup: dict[str,
         assert "cbm3d" not in cells["sigma=0,quality=10"] and len(cells["sigma=30,quality=10"]["cbm3d"]["psnr"]) == 1
         for cell in cells.values():  # the best alpha is at least as good as the calibrated one
             assert cell["mean"]["restore_best"] >= cell["mean"]["restore"]
+            # --auto reads the quality from each file's tables exactly: the calibrated quality alpha, per image
+            auto = cell["restore_auto"]
+            assert [a["quality"] for a in auto["alpha"]] == [cell["restore"]["alpha"]["quality"]] * 2
+            assert len(auto["sigma_estimate"]) == len(auto["psnr"]) == 2
     assert "not run (no model at" in text and "sigma 15 is outside" in text
     assert "At its calibrated alpha the restore model is ahead" in text
     # per image: 3 noisy sigmas x 4 qualities with JPEG, and 3 without (shared by the qualities); 2 sets, 1 image each
@@ -149,8 +153,8 @@ def test_benchmark_writes_every_cell_and_identical_models_agree(setup: dict[str,
     assert "**Skipped:** Missing: no folder at" in text and "## LIVE1" not in text
     assert "The restore model was not run" in text
     rows = _rows(text, "CBSD68")
-    assert len(rows) == 16 and all(r[3] == r[4] == r[5] == r[6] == "not run" for r in rows)
-    assert [r[7] for r in rows] == [_fake_cbm3d_cell(r[0]) for r in rows]
+    assert len(rows) == 16 and all(r[3] == r[4] == r[5] == r[6] == r[7] == "not run" for r in rows)
+    assert [r[8] for r in rows] == [_fake_cbm3d_cell(r[0]) for r in rows]
 
 
 def test_no_test_set_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ftn.infer.estimate import estimate_jpeg_quality, estimate_noise_sigma, ijg_quant_tables
+from ftn.infer.estimate import estimate_jpeg_noise_sigma, estimate_jpeg_quality, estimate_noise_sigma, ijg_quant_tables
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CBSD68 = SHARED / "data" / "test" / "CBSD68"
@@ -90,6 +90,66 @@ def test_noise_sigma_refuses_bad_input() -> None:
         estimate_noise_sigma(torch.rand(1, 1, 3, 16, 16))
     with pytest.raises(TypeError):
         estimate_noise_sigma(np.zeros((3, 16, 16)))  # type: ignore[arg-type]
+
+
+# -- noise under JPEG -----------------------------------------------------------------------------
+
+
+def save_jpeg(image: torch.Tensor, path: Path, quality: int) -> Path:
+    """``image`` ((C, H, W) in [0, 1]) as 8-bit, saved by Pillow (libjpeg, 4:2:0) at ``quality``."""
+    pixels = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    Image.fromarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels).save(path, quality=quality)
+    return path
+
+
+@needs_cbsd68
+@pytest.mark.parametrize("quality", [90, 50, 30])
+def test_jpeg_noise_sigma_on_cbsd68(tmp_path: Path, quality: int) -> None:
+    """Noisy photos saved as JPEG: the pixels' PCA reads almost nothing; the DCT coefficients read the
+    noise from 20% below (clipping) to 12 above (texture, which only adds); the dispatch uses them."""
+    for i, path in enumerate(cbsd68(2)):
+        clean = read(path)
+        for sigma in (15, 30, 50):
+            file = save_jpeg(noisy(clean, sigma, seed=i * 10 + sigma, clip=True), tmp_path / f"{i}-{sigma}.jpg", quality)
+            decoded = read(file)
+            got = estimate_jpeg_noise_sigma(file)
+            assert got is not None and 0.8 * sigma <= got <= sigma + 12, (path.name, sigma, quality, got)
+            assert estimate_noise_sigma(decoded, jpeg_file=file) == got
+            assert estimate_noise_sigma(decoded) < 0.5 * sigma  # why the file is needed at all
+
+
+@needs_cbsd68
+def test_jpeg_noise_sigma_is_monotone_in_the_noise(tmp_path: Path) -> None:
+    clean = read(cbsd68(1)[0])
+    readings = [estimate_jpeg_noise_sigma(save_jpeg(noisy(clean, s, seed=3, clip=True), tmp_path / f"{s}.jpg", 50))
+                for s in (0, 10, 20, 35, 50)]
+    assert readings == sorted(readings), readings
+
+
+def test_jpeg_noise_sigma_grey_file_and_flat_image(tmp_path: Path) -> None:
+    """A grey JPEG reads its one channel's sigma (no luma factor); a flat noiseless one reads 0."""
+    g = torch.Generator().manual_seed(5)
+    flat = torch.full((1, 128, 128), 0.5)
+    assert estimate_jpeg_noise_sigma(save_jpeg(flat, tmp_path / "flat.jpg", 75)) == 0.0
+    grey = (flat + 20 / 255 * torch.randn(flat.shape, generator=g)).clamp(0, 1)
+    got = estimate_jpeg_noise_sigma(save_jpeg(grey, tmp_path / "grey.jpg", 75))
+    assert got is not None and abs(got - 20) <= 3.0, got
+
+
+def test_jpeg_noise_sigma_falls_back_to_the_pixels(tmp_path: Path) -> None:
+    """Not a JPEG, another size, or too few blocks: None from the file, so the pixels are read."""
+    g = torch.Generator().manual_seed(6)
+    image = (torch.full((3, 48, 48), 0.5) + 25 / 255 * torch.randn(3, 48, 48, generator=g)).clamp(0, 1)
+    png = tmp_path / "x.png"
+    Image.fromarray((image * 255).round().byte().permute(1, 2, 0).numpy()).save(png)
+    assert estimate_jpeg_noise_sigma(png) is None
+    small = save_jpeg(image, tmp_path / "small.jpg", 95)  # 36 blocks: under the 64 needed
+    assert estimate_jpeg_noise_sigma(small) is None
+    assert estimate_noise_sigma(image, jpeg_file=png) == estimate_noise_sigma(image)
+    big = save_jpeg(torch.rand(3, 96, 96, generator=g), tmp_path / "big.jpg", 95)
+    assert estimate_noise_sigma(image, jpeg_file=big) == estimate_noise_sigma(image)  # not this image's file
+    with pytest.raises(FileNotFoundError):
+        estimate_jpeg_noise_sigma(tmp_path / "missing.jpg")
 
 
 # -- JPEG quality ---------------------------------------------------------------------------------

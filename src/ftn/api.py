@@ -153,9 +153,10 @@ def choose_setting(
         image: the (C, H, W) float image, for ``auto`` estimates.
         alpha: one-axis: a number; several axes: ``"0.3,0.8"`` (axis order), ``"sigma=1.5"`` or a list.
         level: one-axis: a number (through the calibration); several axes: ``"sigma=12,quality=70"``.
-        auto: ``True`` estimates the noise sigma from the pixels or the JPEG quality from ``jpeg_file``'s
-            tables; ``"map"`` the noise per pixel (a per-pixel alpha map).
-        jpeg_file: the file the image was read from, for the JPEG quality estimate.
+        auto: ``True`` estimates the noise sigma from the pixels (from a JPEG ``jpeg_file``'s DCT
+            coefficients) or the JPEG quality from ``jpeg_file``'s tables; ``"map"`` the noise per pixel
+            (a per-pixel alpha map).
+        jpeg_file: the file the image was read from, for the JPEG estimates.
         allow_extrapolation: accept one-axis alphas outside [0, 1].
 
     Returns:
@@ -206,7 +207,7 @@ def _estimate(what: str, image: Tensor, jpeg_file: str | os.PathLike[str] | None
     from .infer.estimate import estimate_jpeg_quality, estimate_noise_sigma
 
     if what == "sigma":
-        return estimate_noise_sigma(image)
+        return estimate_noise_sigma(image, jpeg_file=jpeg_file)
     quality = estimate_jpeg_quality(jpeg_file) if jpeg_file is not None else None
     if quality is None:
         raise ValueError("auto reads the JPEG quality from the file's quantisation tables: give the JPEG file's path "

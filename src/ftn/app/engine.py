@@ -157,8 +157,9 @@ def model_summary(model: TunableModel | AxesModel) -> str:
 def auto_alpha(metadata: dict, image: Tensor, path: str | os.PathLike | None) -> tuple[float, str]:
     """The alpha a blind estimate of the image's level asks for, and a line saying what was measured.
 
-    Noise sigma is estimated from the pixels (denoise models); JPEG quality is read from the file's
-    quantisation tables (dejpeg models), so ``path`` must be the uploaded file itself.
+    Noise sigma is estimated from the pixels, or for a JPEG upload from its DCT coefficients (denoise
+    models); JPEG quality is read from the file's quantisation tables (dejpeg models), so ``path``
+    must be the uploaded file itself.
 
     Raises:
         AutoUnavailable: the task has no blind estimate (super-resolution, style: their level is a
@@ -176,7 +177,7 @@ def auto_alpha(metadata: dict, image: Tensor, path: str | os.PathLike | None) ->
     if name is not None and name != wanted:
         raise AutoUnavailable(f"auto measures {wanted}, but this model's levels are in {name}; set the slider yourself")
     if wanted == "sigma":
-        measured = estimate_noise_sigma(image)
+        measured = estimate_noise_sigma(image, jpeg_file=path)
         what = f"estimated noise sigma {measured:.1f}"
     else:
         quality = estimate_jpeg_quality(path) if path is not None else None
@@ -212,7 +213,7 @@ def auto_setting(model: AxesModel, image: Tensor, path: str | os.PathLike | None
     words: list[str] = []
     for name in estimable:
         if name == "sigma":
-            measured, what = estimate_noise_sigma(image), "estimated noise sigma {:.1f}"
+            measured, what = estimate_noise_sigma(image, jpeg_file=path), "estimated noise sigma {:.1f}"
         else:
             measured, what = (estimate_jpeg_quality(path) if path is not None else None), "JPEG quality {:.0f}"
             if measured is None:

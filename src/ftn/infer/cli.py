@@ -303,7 +303,7 @@ def process_image(
         alpha, label = _noise_map_alpha(Levels.from_metadata(meta).axis(), image, src, log)
     elif plan.kind == "auto":
         if plan.estimate == "sigma":
-            measured = estimate_noise_sigma(image)
+            measured = estimate_noise_sigma(image, jpeg_file=src)
             what = f"estimated noise sigma {measured:.1f}"
         else:
             measured = q
@@ -412,7 +412,7 @@ def _process_axes(
             setting[name] = amap
             words.append(f"{name} alpha map {Path(value.path).name} ({_fmt(float(amap.min()))} ... {_fmt(float(amap.max()))})")
         elif how == "sigma":
-            measured = estimate_noise_sigma(image)
+            measured = estimate_noise_sigma(image, jpeg_file=src)
             a, note = axis_alpha(levels.axis(name), measured, clamp=True)
             setting[name] = float(a)
             words.append(f"{name}: estimated noise sigma {measured:.1f} -> alpha {_fmt(float(a))}")
