@@ -9,7 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from ftn.infer.estimate import estimate_jpeg_noise_sigma, estimate_jpeg_quality, estimate_noise_sigma, ijg_quant_tables
+from ftn.infer.estimate import (
+    estimate_jpeg_noise_sigma,
+    estimate_jpeg_quality,
+    estimate_noise_map,
+    estimate_noise_sigma,
+    ijg_quant_tables,
+)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CBSD68 = SHARED / "data" / "test" / "CBSD68"
@@ -134,6 +140,27 @@ def test_jpeg_noise_sigma_grey_file_and_flat_image(tmp_path: Path) -> None:
     grey = (flat + 20 / 255 * torch.randn(flat.shape, generator=g)).clamp(0, 1)
     got = estimate_jpeg_noise_sigma(save_jpeg(grey, tmp_path / "grey.jpg", 75))
     assert got is not None and abs(got - 20) <= 3.0, got
+
+
+def test_jpeg_noise_map_tells_two_halves_apart(tmp_path: Path) -> None:
+    """Sigma 10 on the left, 40 on the right, saved at quality 70: the file's map reads each half (the
+    pixels' map reads almost nothing on either), and a PNG's map is the pixels' map."""
+    g = torch.Generator().manual_seed(7)
+    low = torch.rand(1, 3, 4, 8, generator=g)
+    clean = torch.nn.functional.interpolate(low, size=(256, 512), mode="bicubic", align_corners=False)[0].clamp(0.2, 0.8)
+    sigma = torch.cat([torch.full((1, 256, 256), 10.0), torch.full((1, 256, 256), 40.0)], dim=2)
+    image = (clean + sigma / 255 * torch.randn(clean.shape, generator=g)).clamp(0, 1)
+    file = save_jpeg(image, tmp_path / "halves.jpg", 70)
+    decoded = read(file)
+    got = estimate_noise_map(decoded, jpeg_file=file)
+    assert got.shape == (256, 512)
+    left, right = float(got[:, :128].median()), float(got[:, -128:].median())
+    assert 7 <= left <= 14 and 34 <= right <= 46, (left, right)
+    assert float(estimate_noise_map(decoded)[:, -128:].median()) < 20  # what --auto-map read before
+    small = image[:, :64, 224:320]
+    png = tmp_path / "small.png"
+    Image.fromarray((small * 255).round().byte().permute(1, 2, 0).numpy()).save(png)
+    assert torch.equal(estimate_noise_map(small, jpeg_file=png), estimate_noise_map(small))
 
 
 def test_jpeg_noise_sigma_falls_back_to_the_pixels(tmp_path: Path) -> None:

@@ -127,12 +127,12 @@ def _one_number(text: str, what: str) -> float:
     return value
 
 
-def _noise_map_alpha(axis: Any, image: Tensor) -> tuple[Tensor, list[str]]:
-    """The noise estimated region by region, as a (1, 1, H, W) alpha map for ``axis``."""
+def _noise_map_alpha(axis: Any, image: Tensor, jpeg_file: str | os.PathLike[str] | None) -> tuple[Tensor, list[str]]:
+    """The noise estimated region by region (from a JPEG file's coefficients), as a (1, 1, H, W) alpha map for ``axis``."""
     from .infer.estimate import estimate_noise_map
     from .levels import axis_alpha
 
-    alphas, note = axis_alpha(axis, estimate_noise_map(image).double().numpy())
+    alphas, note = axis_alpha(axis, estimate_noise_map(image, jpeg_file=jpeg_file).double().numpy())
     return torch.from_numpy(np.asarray(alphas)).float()[None, None], [note] if note else []
 
 
@@ -196,7 +196,7 @@ def choose_setting(
         if task != "denoise" or not model.capabilities.per_pixel:
             raise ValueError("auto='map' estimates the noise per pixel: it needs a denoise model with per-pixel control "
                              f"(this one: task {task!r}, method {model.method}); use auto=True")
-        return _noise_map_alpha(Levels.from_metadata(meta).axis(), image)
+        return _noise_map_alpha(Levels.from_metadata(meta).axis(), image, jpeg_file)
     measured = _estimate(_ESTIMATES[task], image, jpeg_file)
     value, note = level_to_alpha(meta, measured)
     return value, [note] if note else []
@@ -240,7 +240,7 @@ def _axes_setting(model: Any, image: Tensor, alpha: str | None, level: str | Non
             raise ValueError("auto='map' estimates the sigma axis per pixel, and this model has no sigma axis left to estimate")
         for name in todo:
             if name == "sigma" and auto == "map":
-                setting[name], more = _noise_map_alpha(levels.axis(name), image)
+                setting[name], more = _noise_map_alpha(levels.axis(name), image, jpeg_file)
                 notes += more
                 continue
             if name == "quality" and jpeg_file is None:

@@ -376,7 +376,7 @@ def _noise_map_alpha(axis: Any, image: Tensor, src: Path, log: Callable[[str], N
     from ..levels import axis_alpha
     from .estimate import estimate_noise_map
 
-    sigmas = estimate_noise_map(image)
+    sigmas = estimate_noise_map(image, jpeg_file=src)
     alphas, note = axis_alpha(axis, sigmas.double().numpy())
     if note:
         log(f"{src.name}: {note}")

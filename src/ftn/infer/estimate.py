@@ -183,7 +183,7 @@ def _interp_matrix(size: int, centres: list[float]) -> Tensor:
     return torch.from_numpy(np.stack([np.interp(pixels, centres, eye[j]) for j in range(len(centres))], axis=1))
 
 
-def estimate_noise_map(image: Tensor, *, block: int | None = None) -> Tensor:
+def estimate_noise_map(image: Tensor, *, block: int | None = None, jpeg_file: str | os.PathLike[str] | None = None) -> Tensor:
     """Standard deviation of the noise at every pixel, on the 0-255 scale: an (H, W) float32 map.
 
     The image is cut into square blocks of side ``block`` (default: 64 pixels, or a twelfth of the
@@ -193,14 +193,31 @@ def estimate_noise_map(image: Tensor, *, block: int | None = None) -> Tensor:
     value placed at its block's centre. So the map resolves changes of noise over about a block; an
     image smaller than a block gets one value everywhere (:func:`estimate_noise_sigma`'s).
 
+    Given the JPEG file the image was read from (``jpeg_file``, same size), each region is read from the
+    file's DCT coefficients instead (:func:`estimate_jpeg_noise_sigma`), on the 8 x 8 grid: regions of at
+    least 128 pixels by default (a reading needs 64 blocks; a smaller region takes the whole file's value).
+
     Args:
         image: a (C, H, W) (or (H, W)) float image in [0, 1], at least 8 x 8 pixels.
         block: the block side in pixels (at least 16).
+        jpeg_file: the file ``image`` was read from, if any.
     """
     x = _checked(image)
     _, h, w = x.shape
     if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < 16):
         raise ValueError(f"block must be a whole number of pixels, at least 16, got {block!r}")
+    jpeg = _jpeg_levels(Path(jpeg_file), (h, w)) if jpeg_file is not None else None
+    whole = jpeg.sigma() if jpeg is not None else None
+    if jpeg is not None and whole is not None:
+        side = 16 * math.ceil((block or max(128, math.ceil(max(h, w) / 12))) / 16) // 8  # in 8 x 8 blocks, even
+        hb, wb = jpeg.levels.shape[:2]
+        bh, bw = min(side, hb), min(side, wb)
+        rows, cols = _starts(hb, bh), _starts(wb, bw)
+        values = [[jpeg.sigma(slice(t, t + bh), slice(s, s + bw)) for s in cols] for t in rows]
+        grid = torch.tensor([[whole if v is None else v for v in row] for row in values], dtype=torch.float64)
+        wy = _interp_matrix(h, [8 * t + (8 * bh - 1) / 2 for t in rows])
+        wx = _interp_matrix(w, [8 * s + (8 * bw - 1) / 2 for s in cols])
+        return (wy @ grid @ wx.T).to(torch.float32)
     side = block or max(64, math.ceil(max(h, w) / 12))
     rows, cols = _starts(h, min(side, h)), _starts(w, min(side, w))
     bh, bw = min(side, h), min(side, w)
@@ -276,43 +293,63 @@ def estimate_jpeg_noise_sigma(path: str | os.PathLike[str]) -> float | None:
     return _jpeg_sigma(path, size=None)
 
 
+class _JpegLevels:
+    """The stored integers of a JPEG file's luma: ``levels[i, j]`` is block (i, j)'s 8 x 8 DCT
+    coefficients divided by their steps ``step`` (recovered from the decoded plane, which differs from
+    them by the decoder's rounding to 8 bits only), and whether the file is colour."""
+
+    def __init__(self, luma: np.ndarray, step: np.ndarray, colour: bool) -> None:
+        rows, cols = luma.shape[0] // 8, luma.shape[1] // 8
+        blocks = luma[: rows * 8, : cols * 8].reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3) - 128.0
+        dct = _dct_matrix()
+        self.levels = np.round(dct @ blocks @ dct.T / step)  # (rows, cols, 8, 8)
+        self.step, self.colour, self.size = step, colour, tuple(luma.shape)
+
+    @classmethod
+    def read(cls, path: Path) -> _JpegLevels | None:
+        read = _jpeg_luma(path)
+        return None if read is None else cls(*read)
+
+    def sigma(self, rows: slice = slice(None), cols: slice = slice(None)) -> float | None:
+        """The noise sigma (0-255, per RGB channel) read from the blocks ``[rows, cols]``; None under 64 blocks."""
+        levels, step = self.levels[rows, cols].reshape(-1, 8, 8), self.step
+        if len(levels) < _MIN_BLOCKS:
+            return None
+        mean = levels[:, 0, 0] * step[0, 0] / 8 + 128.0
+        mid = (mean > _MID_TONES[0]) & (mean < _MID_TONES[1])
+        if int(mid.sum()) >= _MIN_BLOCKS:
+            levels = levels[mid]
+        texture = sum((levels[:, u, v] * step[u, v]) ** 2 for u, v in _SMOOTHNESS_COEFFS)
+        smooth = levels[np.argsort(texture, kind="stable")[: max(16, int(len(levels) * _SMOOTHEST))]]
+        readings = []
+        for u in range(8):
+            for v in range(8):
+                if (u, v) == (0, 0) or (u, v) in _SMOOTHNESS_COEFFS:
+                    continue
+                q, k = float(step[u, v]), smooth[:, u, v]
+                share = float(np.mean(k != 0))
+                if _INFORMATIVE[0] < share < _INFORMATIVE[1]:
+                    z = float(torch.special.ndtri(torch.tensor(1.0 - share / 2, dtype=torch.float64)))
+                    readings.append(q / (2.0 * z))
+                elif share >= _INFORMATIVE[1]:
+                    values = k * q
+                    spread = float(np.median(np.abs(values - np.median(values)))) / 0.6745  # robust to texture
+                    readings.append(math.sqrt(max(spread**2 - q * q / 12.0, 0.0)))
+        if not readings:
+            return 0.0  # every coefficient all but zero: no noise that the steps kept
+        return float(np.quantile(readings, _QUANTILE)) / (_Y_OF_RGB_NOISE if self.colour else 1.0)
+
+
+def _jpeg_levels(path: Path, size: tuple[int, int] | None) -> _JpegLevels | None:
+    """The file's luma levels, or None unless it is a JPEG (of decoded ``size``, where given)."""
+    levels = _JpegLevels.read(path)
+    return None if levels is None or (size is not None and levels.size != tuple(size)) else levels
+
+
 def _jpeg_sigma(path: Path, size: tuple[int, int] | None) -> float | None:
     """:func:`estimate_jpeg_noise_sigma`, or None where the file's decoded size is not ``size``."""
-    read = _jpeg_luma(path)
-    if read is None:
-        return None
-    luma, step, colour = read
-    if size is not None and tuple(luma.shape) != tuple(size):
-        return None
-    h, w = (luma.shape[0] // 8) * 8, (luma.shape[1] // 8) * 8
-    blocks = luma[:h, :w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8) - 128.0
-    if len(blocks) < _MIN_BLOCKS:
-        return None
-    dct = _dct_matrix()
-    levels = np.round(dct @ blocks @ dct.T / step)  # the stored integers (decoding rounds to 8 bits)
-    mean = levels[:, 0, 0] * step[0, 0] / 8 + 128.0
-    mid = (mean > _MID_TONES[0]) & (mean < _MID_TONES[1])
-    if int(mid.sum()) >= _MIN_BLOCKS:
-        levels = levels[mid]
-    texture = sum((levels[:, u, v] * step[u, v]) ** 2 for u, v in _SMOOTHNESS_COEFFS)
-    smooth = levels[np.argsort(texture, kind="stable")[: max(16, int(len(levels) * _SMOOTHEST))]]
-    readings = []
-    for u in range(8):
-        for v in range(8):
-            if (u, v) == (0, 0) or (u, v) in _SMOOTHNESS_COEFFS:
-                continue
-            q, k = float(step[u, v]), smooth[:, u, v]
-            share = float(np.mean(k != 0))
-            if _INFORMATIVE[0] < share < _INFORMATIVE[1]:
-                z = float(torch.special.ndtri(torch.tensor(1.0 - share / 2, dtype=torch.float64)))
-                readings.append(q / (2.0 * z))
-            elif share >= _INFORMATIVE[1]:
-                values = k * q
-                spread = float(np.median(np.abs(values - np.median(values)))) / 0.6745  # robust to texture
-                readings.append(math.sqrt(max(spread**2 - q * q / 12.0, 0.0)))
-    if not readings:
-        return 0.0  # every coefficient all but zero: no noise that the steps kept
-    return float(np.quantile(readings, _QUANTILE)) / (_Y_OF_RGB_NOISE if colour else 1.0)
+    levels = _jpeg_levels(path, size)
+    return None if levels is None else levels.sigma()
 
 
 # -- JPEG quality ---------------------------------------------------------------------------------
