@@ -238,19 +238,19 @@ def load_crops(folder: Path, images: int, crop: int) -> list[tuple[str, torch.Te
 
 
 def degrade(clean: torch.Tensor, set_name: str, image: str, crop: int, sigma: float, quality: float | None,
-            seed: int) -> torch.Tensor:
-    """Noise at ``sigma`` (seeded by set, image, crop, sigma and seed), 8 bits, then JPEG at ``quality``
-    (None: no JPEG, the same noise)."""
+            seed: int, poisson: float = 0.0) -> torch.Tensor:
+    """Noise at ``sigma`` (seeded by set, image, crop, sigma and seed; Poisson-Gaussian with ``poisson`` > 0),
+    8 bits, then JPEG at ``quality`` (None: no JPEG, the same noise)."""
     from ftn.data.datasets import derive_seed
     from ftn.tasks.restore import Restore
 
     generator = torch.Generator().manual_seed(derive_seed("restore-bench", set_name, image, crop, float(sigma), seed))
-    return Restore().degrade(clean, {"sigma": sigma, "quality": quality}, generator=generator)
+    return Restore(poisson=poisson).degrade(clean, {"sigma": sigma, "quality": quality}, generator=generator)
 
 
 @torch.inference_mode()
 def auto_setting(net: Any, clean: torch.Tensor, set_name: str, image: str, crop: int, setting: Setting, seed: int,
-                 decoded: torch.Tensor) -> tuple[dict[str, float], float]:
+                 decoded: torch.Tensor, poisson: float = 0.0) -> tuple[dict[str, float], float]:
     """The alpha vector ``ftn run --auto`` sets for this input, and the noise sigma it estimated: the JPEG
     file is written again (the noise is seeded without the quality, so the noisy 8-bit crop is the same)
     with the encoder and subsampling of ``Restore().degrade``, and must decode to ``decoded``."""
@@ -263,7 +263,7 @@ def auto_setting(net: Any, clean: torch.Tensor, set_name: str, image: str, crop:
     from ftn.tasks.dejpeg import DeJPEG
 
     sigma, quality = setting
-    noisy = degrade(clean, set_name, image, crop, sigma, None, seed)
+    noisy = degrade(clean, set_name, image, crop, sigma, None, seed, poisson)
     pixels = (noisy * 255).round().byte().permute(1, 2, 0).numpy()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{image}.jpg"
@@ -337,7 +337,7 @@ def evaluate_set(set_name: str, crops: list[tuple[str, torch.Tensor]], models: M
     for setting in grid():
         sigma, quality = setting
         bar.set_postfix_str(f"sigma {sigma:g}, quality {quality:g}")
-        inputs = [degrade(clean, set_name, name, args.crop, sigma, quality, args.seed) for name, clean in crops]
+        inputs = [degrade(clean, set_name, name, args.crop, sigma, quality, args.seed, args.poisson) for name, clean in crops]
         cell: dict[str, Any] = {"sigma": sigma, "quality": quality, "input": scores(inputs)}
         start = time.perf_counter()
         if not models.restore.missing:
@@ -352,7 +352,7 @@ def evaluate_set(set_name: str, crops: list[tuple[str, torch.Tensor]], models: M
                 "offset": {n: round(candidates[best][n] - alpha[n], 6) for n in alpha},
                 "neighbourhood": [{"alpha": c, "mean": m} for c, m in zip(candidates, means, strict=True)],
             }
-            autos = [auto_setting(models.restore.net, clean, set_name, name, args.crop, setting, args.seed, x)
+            autos = [auto_setting(models.restore.net, clean, set_name, name, args.crop, setting, args.seed, x, args.poisson)
                      for (name, clean), x in zip(crops, inputs, strict=True)]
             outputs = [run_net(models.restore.net, [x], alpha=a)[0] for (a, _), x in zip(autos, inputs, strict=True)]
             cell["restore_auto"] = {"alpha": [a for a, _ in autos], "sigma_estimate": [s for _, s in autos],
@@ -382,11 +382,13 @@ def evaluate_set(set_name: str, crops: list[tuple[str, torch.Tensor]], models: M
             if "cbm3d" in cell and index < cbm3d_images:
                 start = time.perf_counter()
                 for method, q in (("cbm3d", quality), ("cbm3d_nojpeg", None)):
-                    key = f"{set_name}|{name}|crop{args.crop}|sigma={sigma:g},quality={'none' if q is None else f'{q:g}'}|seed{args.seed}"
+                    key = (f"{set_name}|{name}|crop{args.crop}|sigma={sigma:g},quality={'none' if q is None else f'{q:g}'}|seed{args.seed}"
+                           + (f"|poisson{args.poisson:g}" if args.poisson else ""))  # Gaussian keys as before
                     if key not in cache:
                         if args.cbm3d_cache_only:
                             raise LookupError(f"CBM3D result {key!r} is not in the cache (--cbm3d-cache-only)")
-                        noisy = inputs[index] if q is not None else degrade(clean, set_name, name, args.crop, sigma, None, args.seed)
+                        noisy = inputs[index] if q is not None else degrade(clean, set_name, name, args.crop, sigma, None, args.seed,
+                                                                            args.poisson)
                         cache[key] = cbm3d_psnr(noisy, clean, sigma)
                         save_cache(args.cbm3d_cache, cache)
                     cell[method]["psnr"].append(cache[key])
@@ -567,7 +569,8 @@ def to_markdown(results: dict[str, Any], models: Models, args: argparse.Namespac
         "",
         f"Generated by `{command}` on {datetime.date.today().isoformat()} ({platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}) in {seconds['total']:.0f} s. The grid: "
-        "photo-true noise (clipped, 8-bit) at sigma, then JPEG at quality, on the first "
+        f"photo-true {'Gaussian' if not args.poisson else f'Poisson-Gaussian (signal-dependent share {args.poisson:g})'} "
+        "noise (clipped, 8-bit) at sigma, then JPEG at quality, on the first "
         f"{args.images} images of each set, {args.crop} px centre crops"
         f"{' (whole images)' if args.crop <= 0 else ''}; the noise is seeded by (set, image, crop, sigma, seed "
         f"{args.seed}), so the cells of one sigma share it, and every method sees the same inputs. PSNR in dB on RGB, "
@@ -667,6 +670,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=8, help="first N images of each set (default 8)")
     parser.add_argument("--crop", type=int, default=128, help="centre crop size in px (0: whole images; default 128)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--poisson", type=float, default=0.0,
+                        help="Poisson-Gaussian noise: the signal-dependent share p in [0, 1] (Restore(poisson=p); default 0, Gaussian)")
     parser.add_argument("--cbm3d-images", type=int, default=4,
                         help="CBM3D on the first N images of each set (default 4; 0: skip). It takes ~10 s a call here, "
                              "two calls per image and noisy setting; results are cached")
@@ -677,6 +682,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.images < 1:
         parser.error("--images must be at least 1")
+    if not 0.0 <= args.poisson <= 1.0:
+        parser.error(f"--poisson must be in [0, 1], got {args.poisson:g}")
     import ftn
 
     start = time.perf_counter()

@@ -171,3 +171,14 @@ def test_cbm3d_on_one_tiny_crop() -> None:
     clean = torch.nn.functional.interpolate(low, size=(32, 32), mode="bicubic", align_corners=False)[0].clamp(0, 1)
     noisy = bench.degrade(clean, "CBSD68", "x", 32, 30.0, None, 0)
     assert bench.cbm3d_psnr(noisy, clean, 30.0) > bench._psnr(noisy, clean) + 2
+
+
+def test_poisson_gaussian_inputs_and_range(tmp_path: Path) -> None:
+    """--poisson p degrades with Restore(poisson=p): the same seed, noise growing with the value; p outside [0, 1] is refused."""
+    dark_and_bright = torch.cat([torch.full((3, 16, 16), 0.1), torch.full((3, 16, 16), 0.9)], dim=2)
+    gauss = bench.degrade(dark_and_bright, "CBSD68", "x", 16, 30.0, None, 0)
+    mixed = bench.degrade(dark_and_bright, "CBSD68", "x", 16, 30.0, None, 0, poisson=1.0)
+    spread = [float((y - dark_and_bright)[:, :, half].std()) for y in (gauss, mixed) for half in (slice(0, 16), slice(16, 32))]
+    assert abs(spread[0] - spread[1]) < 0.02 and spread[3] > 2 * spread[2]  # Gaussian: even; Poisson: more where bright
+    with pytest.raises(SystemExit):
+        bench.main(["--poisson", "2", "--out", str(tmp_path / "x.md")])
