@@ -610,7 +610,7 @@ def test_painting_an_axis_equals_ftn_run_with_that_alpha_map(axes_files, tmp_pat
     assert np.abs(np.asarray(Image.open(unpainted)).astype(int) - app_pixels).max() > 2  # the paint matters
 
 
-def test_auto_sets_the_sigma_and_quality_axes_as_ftn_run_auto(axes_files) -> None:
+def test_auto_sets_the_sigma_and_quality_axes_as_ftn_run_auto(axes_files, tmp_path) -> None:
     from ftn.infer.estimate import estimate_jpeg_quality, estimate_noise_sigma
     from ftn.levels import axis_alpha
 
@@ -626,6 +626,17 @@ def test_auto_sets_the_sigma_and_quality_axes_as_ftn_run_auto(axes_files) -> Non
     _, bare = _axes(axes_files["bare"])
     with pytest.raises(AutoUnavailable, match="do not name their anchor levels"):
         auto_setting(bare, x, axes_files["jpeg"])
+    # a noisy photo saved as JPEG: the noise is read from the file (its pixels alone read almost none)
+    g = torch.Generator().manual_seed(3)
+    smooth = torch.nn.functional.interpolate(torch.rand(1, 3, 3, 3, generator=g), size=(128, 128), mode="bicubic")[0]
+    noisy = (smooth.clamp(0.2, 0.8) + 25 / 255 * torch.randn(3, 128, 128, generator=g)).clamp(0, 1)
+    jpeg = tmp_path / "noisy.jpg"
+    Image.fromarray((noisy * 255).round().byte().permute(1, 2, 0).numpy()).save(jpeg, quality=80)
+    x = load_upload(jpeg, UploadLimits()).image
+    setting, line = auto_setting(model, x, jpeg)
+    read = float(line.split("estimated noise sigma ")[1].split()[0])
+    assert 20 <= read <= 30 and estimate_noise_sigma(x) < 5, line
+    assert setting["sigma"] == pytest.approx(axis_alpha(levels.axis("sigma"), estimate_noise_sigma(x, jpeg_file=jpeg), clamp=True)[0])
 
 
 def _handler(app, name: str):

@@ -88,10 +88,10 @@ def _setting_auto(files: dict[str, Path], src: str, per_pixel: bool) -> dict:
     levels = Levels.from_metadata(ftn.load(files["restore"]).metadata)
     image = _image(files[src])
     if per_pixel:
-        sigma = torch.from_numpy(axis_alpha(levels.axis("sigma"), estimate_noise_map(image).double().numpy())[0])
+        sigma = torch.from_numpy(axis_alpha(levels.axis("sigma"), estimate_noise_map(image, jpeg_file=files[src]).double().numpy())[0])
         sigma = sigma.float()[None, None]
     else:
-        sigma = axis_alpha(levels.axis("sigma"), estimate_noise_sigma(image), clamp=True)[0]
+        sigma = axis_alpha(levels.axis("sigma"), estimate_noise_sigma(image, jpeg_file=files[src]), clamp=True)[0]
     q = estimate_jpeg_quality(files[src])
     quality = axis_alpha(levels.axis("quality"), q, clamp=True)[0] if q is not None else 0.0
     return {"sigma": sigma, "quality": quality}
@@ -289,6 +289,27 @@ def test_export_refusals_are_one_line(case: str, files: dict[str, Path], tmp_pat
     err = capsys.readouterr().err.strip()
     assert err.startswith("ftn export: error:") and "\n" not in err and words in err, err
     assert not out.exists()
+
+
+def test_auto_reads_a_jpeg_files_noise_from_the_file(files: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """ftn run --auto on a noisy photo saved as JPEG: the sigma axis is set from the file's coefficients
+    (its pixels alone read almost no noise) and the quality axis from its tables."""
+    gen = torch.Generator().manual_seed(8)
+    base = torch.nn.functional.interpolate(torch.rand(1, 3, 3, 4, generator=gen), size=(128, 160), mode="bicubic",
+                                           align_corners=False)[0].clamp(0.2, 0.8)
+    noisy = (base + 30 / 255 * torch.randn(base.shape, generator=gen)).clamp(0, 1)
+    src, out = tmp_path / "noisy.jpg", tmp_path / "out.png"
+    Image.fromarray((noisy * 255).round().byte().permute(1, 2, 0).numpy()).save(src, quality=60)
+    assert main(["run", "-i", str(src), "-o", str(out), "--model", str(files["restore"]), "--auto"]) == 0
+    printed = capsys.readouterr().out
+    read = float(printed.split("sigma: estimated noise sigma ")[1].split()[0])
+    assert 24 <= read <= 36 and estimate_noise_sigma(_image(src)) < 6, printed
+    levels = Levels.from_metadata(ftn.load(files["restore"]).metadata)
+    want = {"sigma": axis_alpha(levels.axis("sigma"), estimate_noise_sigma(_image(src), jpeg_file=src), clamp=True)[0],
+            "quality": axis_alpha(levels.axis("quality"), 60.0, clamp=True)[0]}
+    model = ftn.load(files["restore"]).eval()
+    expected = apply_model(model, _image(src), alpha=want)
+    assert torch.equal(_image(out), (expected.clamp(0, 1) * 255).round() / 255)
 
 
 def test_noise_map_follows_noise_that_differs_by_region() -> None:
