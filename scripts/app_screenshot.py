@@ -1,5 +1,5 @@
 """Write ``docs/app.png``: the web app with the shipped two-axis ``restore`` model, the noisy, compressed
-sample photo loaded, both sliders set by "Auto level" (noise from the pixels, quality from the JPEG tables)
+sample photo loaded, both sliders set by "Auto level" (noise and quality read from the JPEG file)
 and the result.
 
     .venv/bin/python scripts/app_screenshot.py [--out docs/app.png] [--model restore] [--sample samples/...]
