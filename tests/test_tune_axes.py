@@ -127,6 +127,12 @@ def test_growing_keeps_every_old_setting_and_trains_the_new_tuner(files, tmp_pat
             kept = dict(zip(calibration.levels, calibration.alphas, strict=True))
             assert {25.0: 0.0, 40.0: 0.6, 50.0: 1.0}.items() <= kept.items()
             assert all(a >= 1.0 for v, a in kept.items() if v > 50)
+            assert calibration.source.startswith("sigma 25 ... 50: the calibration the base had; sigma 50 ... 75: ")
+            # grown once more, the source reads segment after segment, not nested in the new span
+            again = tune(out, data=files["clean"], out=tmp_path / "again.safetensors", calibrate=True, axis="sigma",
+                         add_anchor="noise:100,unclipped", **FAST)
+            source = ftn.load(again).levels.axis("sigma").calibration.source
+            assert source.startswith(calibration.source + "; sigma 75 ... 100: "), source
     elif case == "ftn anchor from base":  # not measured: the base's calibration, then linear to the new anchor
         assert dict(zip(calibration.levels, calibration.alphas, strict=True)) == {25.0: 0.0, 40.0: 0.6, 50.0: 1.0, 75.0: 2.0}
     # ftn info names the new anchor or axis; ftn run --level reaches it.

@@ -393,7 +393,9 @@ def _extended(model: AxesModel, axis: str, segment: list[tuple[float, float]], n
         said = f"{axis} {old_anchors[0]:g} ... {old_anchors[-1]:g}: the anchors (not measured), linear between"
     else:
         kept = list(zip(old.levels, old.alphas, strict=True))
-        said = f"{axis} {old.levels[0]:g} ... {old.levels[-1]:g}: {old.source or 'the calibration the base had'}"
+        said = old.source or "the calibration the base had"
+        if not said.startswith(f"{axis} "):  # a source already told segment by segment keeps its words, unnested
+            said = f"{axis} {old.levels[0]:g} ... {old.levels[-1]:g}: {said}"
     rising = spec.levels[-1] > spec.levels[-2]
     reach = max(v for v, _ in kept) if rising else min(v for v, _ in kept)
     beyond = [(v, a) for v, a in segment if (v > reach if rising else v < reach)]  # old levels keep their alphas
