@@ -275,17 +275,18 @@ def estimate_jpeg_noise_sigma(path: str | os.PathLike[str]) -> float | None:
     as the JPEG file at ``path``; None if it is not a JPEG (or has under 64 blocks of 8 x 8).
 
     A JPEG stores each 8 x 8 block's DCT coefficient c as round(c / Q) with a step Q from the file's
-    table. Noise of sigma s (per RGB channel; 0.669 s in luma) makes a coefficient whose picture
-    content is near zero non-zero with probability p = 2 (1 - Phi(Q / 2 s)), so s = Q / (2 Phi^-1(1 -
-    p / 2)) from the share p of non-zero values (where nearly all are non-zero: their spread, with the
-    step's Q^2 / 12 taken off). This is read in the luma of the least textured fifth of the mid-tone
-    blocks (ranked by their lowest frequencies, read in the others, so ranking does not bias the
-    noise), once per coefficient, and the lower quartile over coefficients is the estimate, as
-    texture only adds non-zero values.
+    table. Noise of sigma s per RGB channel (s_Y = 0.669 s in luma) makes a coefficient whose picture
+    content is near zero non-zero with probability p = 2 (1 - Phi(Q / 2 s_Y)), so s_Y = Q / (2
+    Phi^-1(1 - p / 2)) from the share p of non-zero values (where nearly all are non-zero: their
+    spread, with the step's Q^2 / 12 taken off). This is read in the luma of the least textured fifth
+    of the mid-tone blocks (ranked by their lowest frequencies, read in the others, so ranking does not
+    bias the noise), once per coefficient, and the lower quartile over coefficients is the estimate,
+    as texture only adds non-zero values.
 
-    Measured on Set14 (6 images, AWGN then IJG JPEG): sigma 15 / 30 / 50 read 15-23 / 29-33 / 43-48 at
-    qualities 90-30, and 23-37 / 32-41 / 48-53 at quality 10. Noise far below the step cannot be seen:
-    a clean textured photo reads 3-10 at quality 90 and 9-19 at quality 30.
+    Measured on 10 CBSD68 photos (``benchmarks/noise_estimate.py``, ``docs/noise-estimate.md``): sigma
+    15 / 30 / 50 saved at qualities 95-30 read 15-17 / 28-31 / 43-45 (medians; clipping takes some of
+    sigma 50). Noise far below the steps cannot be seen, and texture adds: clean JPEGs read 3-10
+    (medians; up to 30 on the most textured photo), and at quality 10 the reading says little.
     """
     path = Path(path)
     if not path.is_file():
