@@ -248,7 +248,6 @@ def degrade(clean: torch.Tensor, set_name: str, image: str, crop: int, sigma: fl
     return Restore(poisson=poisson).degrade(clean, {"sigma": sigma, "quality": quality}, generator=generator)
 
 
-@torch.inference_mode()
 def auto_setting(net: Any, clean: torch.Tensor, set_name: str, image: str, crop: int, setting: Setting, seed: int,
                  decoded: torch.Tensor, poisson: float = 0.0) -> tuple[dict[str, float], float]:
     """The alpha vector ``ftn run --auto`` sets for this input, and the noise sigma it estimated: the JPEG
@@ -276,6 +275,7 @@ def auto_setting(net: Any, clean: torch.Tensor, set_name: str, image: str, crop:
         return {k: float(v) for k, v in alpha.items()}, estimate_noise_sigma(decoded, jpeg_file=path)
 
 
+@torch.inference_mode()
 def run_net(net: Any, images: Sequence[torch.Tensor], **kwargs: Any) -> list[torch.Tensor]:
     """Images (C, H, W) through ``net``, clamped to [0, 1]; the images of one shape go in one batch, so a
     multi-axis model blends its kernels once per setting, not once per image."""
