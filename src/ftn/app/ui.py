@@ -300,12 +300,13 @@ def build_app(config: AppConfig) -> gr.Blocks:
         try:
             if axes is None:
                 alpha, line = auto_alpha(model.metadata, image.image, path)
-                return [alpha, *([gr.update()] * (MAX_AXES - 1)), f"Auto: {line}."]
+                return [round(alpha, 2), *([gr.update()] * (MAX_AXES - 1)), f"Auto: {line}."]  # the slider's step
             setting, line = auto_setting(model, image.image, path)
         except AutoUnavailable as err:
             raise _refused(str(err)) from None
         names = [axis_name for axis_name, _ in axes]
-        sliders = [setting[names[d]] if d < len(names) and names[d] in setting else gr.update() for d in range(MAX_AXES)]
+        sliders = [round(setting[names[d]], 2) if d < len(names) and names[d] in setting else gr.update()  # the slider's step
+                   for d in range(MAX_AXES)]
         return [*sliders, f"Auto: {line}."]
 
     # -- page ------------------------------------------------------------------------------------
