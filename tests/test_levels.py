@@ -376,13 +376,18 @@ def test_parse_setting_words_and_a_model_without_levels() -> None:
 def test_shipped_models_parse_and_write_back_unchanged(path: Path) -> None:
     meta = read_metadata(path)
     levels = Levels.from_metadata(meta)
-    axis = levels.axis()  # one axis, two anchors (old form) or more (the three-anchor denoise)
-    assert axis.name and axis.segments >= 1 and describe_levels(meta) == axis.describe()
-    assert [alpha_to_level(meta, float(k)) for k in range(axis.segments + 1)] == list(axis.anchors)
     assert levels.to_metadata() == {k: meta[k] for k in ("task", "levels", "calibration", "axes") if k in meta}
-    if axis.calibration is not None:  # the calibration's own ends map back to themselves
-        for level in (axis.calibration.levels[0], axis.calibration.levels[-1]):
-            assert level_to_alpha(meta, level)[1] == ""
+    # one axis, two anchors (old form) or more (the three-anchor denoise); or several axes (restore)
+    names = [None] if len(levels.axes) == 1 else [a.name for a in levels.axes]
+    for name in names:
+        axis = levels.axis(name)
+        assert axis.name and axis.segments >= 1 and describe_levels(meta, name) == axis.describe()
+        for k in range(axis.segments + 1):  # through the calibration where it covers alpha k, else the anchor
+            through = axis.calibration.level_at(float(k)) if axis.calibration is not None else None
+            assert alpha_to_level(meta, float(k), name) == (axis.anchors[k] if through is None else through)
+        if axis.calibration is not None:  # the calibration's own ends map back to themselves
+            for level in (axis.calibration.levels[0], axis.calibration.levels[-1]):
+                assert level_to_alpha(meta, level, name)[1] == ""
 
 
 # -- the layers -------------------------------------------------------------------------------------

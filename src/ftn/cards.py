@@ -44,7 +44,7 @@ MAX_STRING = 300
 MAX_ITEMS = 50
 
 # Tasks whose output has the input's size: their scale is 1 by what the task is.
-_SAME_SIZE_TASKS = ("denoise", "dejpeg", "style")
+_SAME_SIZE_TASKS = ("denoise", "dejpeg", "restore", "style")
 
 
 class CardError(ValueError):
