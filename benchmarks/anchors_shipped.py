@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import sys
 import time
@@ -28,6 +27,7 @@ from tqdm import tqdm
 
 import ftn
 from benchmarks.quality import SHARED, LevelSearch, search_best_alpha
+from benchmarks.report import print_and_write
 from ftn.levels import Levels
 from ftn.methods.axes import AxesModel
 from ftn.models import resolve
@@ -115,13 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the test images are missing: {SHARED / 'CBSD68'} (the shared/ folder beside the project)", file=sys.stderr)
         return 2
     result = measure(args.model, args.images, args.crop or None)
-    text = to_markdown(result)
-    print(text)
-    if args.out != "-":
-        out = Path(args.out)
-        out.write_text(text + "\n")
-        out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {out}")
+    print_and_write(to_markdown(result), result, args.out)
     return 0
 
 

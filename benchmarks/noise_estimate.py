@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import statistics
 import sys
@@ -29,6 +28,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from benchmarks.quality import SHARED
+from benchmarks.report import print_and_write
 from ftn.infer.estimate import estimate_noise_sigma
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,13 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the test images are missing: {SHARED / 'CBSD68'} (the shared/ folder beside the project)", file=sys.stderr)
         return 2
     result = measure(args.images)
-    text = to_markdown(result)
-    print(text)
-    if args.out != "-":
-        out = Path(args.out)
-        out.write_text(text + "\n")
-        out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {out}")
+    print_and_write(to_markdown(result), result, args.out)
     return 0
 
 
